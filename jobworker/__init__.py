@@ -1,0 +1,117 @@
+"""jobworker: a threaded, synchronous job queue and worker library.
+
+Define a worker with three methods, create jobs, and let threads move them
+pending -> running -> complete / failed, with retries, progress, leases,
+graceful stop and crash recovery.
+"""
+
+from .clock import Clock, SystemClock
+from .default import get_job_queue, initialize_job_queue
+from .errors import (
+    BackendError,
+    DuplicateJobError,
+    InvalidJobError,
+    InvalidTransitionError,
+    JobCancelledError,
+    JobNotFoundError,
+    JobworkerError,
+    LeaseLostError,
+    PayloadTooLargeError,
+    PermanentJobError,
+    QueueClosedError,
+    QueueNotInitializedError,
+    RetryJobError,
+    SerializationError,
+    StaleJobError,
+    UnknownJobTypeError,
+    WaitTimeoutError,
+    WorkerStateError,
+)
+from .jobtypes import JobType, JobTypeRegistry
+from .model import (
+    STATUSES,
+    TERMINAL_STATUSES,
+    AnyJob,
+    CancelledJob,
+    Claim,
+    CompleteJob,
+    FailedJob,
+    JobId,
+    JobMetadata,
+    JobStatus,
+    PendingJob,
+    RunningJob,
+    UserId,
+    is_cancelled_job,
+    is_complete_job,
+    is_failed_job,
+    is_pending_job,
+    is_running_job,
+    is_terminal,
+    job_id,
+    new_job,
+    user_id,
+)
+from .queues import JobQueue, MemoryQueue
+from .retry import RetryPolicy
+from .runner import Runner
+from .worker import JobOutcome, JobWorker, WorkerMetrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "AnyJob",
+    "BackendError",
+    "CancelledJob",
+    "Claim",
+    "Clock",
+    "CompleteJob",
+    "DuplicateJobError",
+    "FailedJob",
+    "InvalidJobError",
+    "InvalidTransitionError",
+    "JobCancelledError",
+    "JobId",
+    "JobMetadata",
+    "JobNotFoundError",
+    "JobOutcome",
+    "JobQueue",
+    "JobStatus",
+    "JobType",
+    "JobTypeRegistry",
+    "JobWorker",
+    "JobworkerError",
+    "LeaseLostError",
+    "MemoryQueue",
+    "PayloadTooLargeError",
+    "PendingJob",
+    "PermanentJobError",
+    "QueueClosedError",
+    "QueueNotInitializedError",
+    "RetryJobError",
+    "RetryPolicy",
+    "Runner",
+    "RunningJob",
+    "SerializationError",
+    "StaleJobError",
+    "SystemClock",
+    "UnknownJobTypeError",
+    "UserId",
+    "WaitTimeoutError",
+    "WorkerMetrics",
+    "WorkerStateError",
+    "__version__",
+    "get_job_queue",
+    "initialize_job_queue",
+    "is_cancelled_job",
+    "is_complete_job",
+    "is_failed_job",
+    "is_pending_job",
+    "is_running_job",
+    "is_terminal",
+    "job_id",
+    "new_job",
+    "user_id",
+]

@@ -1,0 +1,198 @@
+"""The exception tree of jobworker.
+
+Every exception the package raises on purpose derives from :class:`JobworkerError`.
+Where callers would naturally catch a builtin, the error mixes it in, so
+``except LookupError`` keeps working for :class:`JobNotFoundError`.
+
+This module imports nothing from jobworker.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "DuplicateJobError",
+    "InvalidJobError",
+    "InvalidTransitionError",
+    "JobCancelledError",
+    "JobNotFoundError",
+    "JobworkerError",
+    "LeaseLostError",
+    "PayloadTooLargeError",
+    "PermanentJobError",
+    "QueueClosedError",
+    "QueueNotInitializedError",
+    "RetryJobError",
+    "SerializationError",
+    "StaleJobError",
+    "UnknownJobTypeError",
+    "WaitTimeoutError",
+    "WorkerStateError",
+]
+
+
+class JobworkerError(Exception):
+    """Root of every error jobworker raises on purpose."""
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+class InvalidJobError(JobworkerError, ValueError):
+    """A job, its metadata or one of its values is not acceptable.
+
+    Raised where the value is received (a constructor, ``create_job``,
+    ``update_job``); nothing is stored when it is raised.
+    """
+
+
+class SerializationError(InvalidJobError):
+    """A params, progress or result value cannot be stored as JSON."""
+
+
+class PayloadTooLargeError(InvalidJobError):
+    """A serialized value exceeds the queue's size cap.
+
+    :ivar size: the serialized size in bytes.
+    :ivar limit: the cap in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class UnknownJobTypeError(InvalidJobError):
+    """A strict job-type registry does not know the job's type.
+
+    :ivar job_type: the type that was refused.
+    """
+
+    def __init__(self, job_type: str) -> None:
+        super().__init__(f"unknown job type {job_type!r} (the registry is strict)")
+        self.job_type = job_type
+
+
+class DuplicateJobError(JobworkerError, ValueError):
+    """A job with this id already exists.
+
+    :ivar job_id: the id that is taken.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job with id {job_id!r} already exists")
+        self.job_id = job_id
+
+
+# -- state ------------------------------------------------------------------------
+
+
+class JobNotFoundError(JobworkerError, LookupError):
+    """No job has this id.
+
+    :ivar job_id: the id that was looked up.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class InvalidTransitionError(JobworkerError, ValueError):
+    """A move between two statuses that the state machine does not allow.
+
+    :ivar old_status: the status the job is in.
+    :ivar new_status: the status that was asked for.
+    """
+
+    def __init__(self, old_status: str, new_status: str, reason: str = "") -> None:
+        message = f"cannot move a job from {old_status!r} to {new_status!r}"
+        super().__init__(f"{message}: {reason}" if reason else message)
+        self.old_status = old_status
+        self.new_status = new_status
+
+
+class StaleJobError(JobworkerError):
+    """A compare-and-set update found the stored job in another state.
+
+    :ivar job_id: the job.
+    :ivar expected: the status the caller expected.
+    :ivar actual: the status stored now.
+    """
+
+    def __init__(self, job_id: str, expected: str, actual: str, reason: str = "") -> None:
+        message = f"job {job_id!r} is {actual!r}, not {expected!r}"
+        super().__init__(f"{message}: {reason}" if reason else message)
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseLostError(StaleJobError):
+    """The caller's claim on a running job is no longer the current one.
+
+    The lease expired and the job was recovered, or another attempt holds it
+    now. A write under a lost claim is refused (fencing).
+    """
+
+
+# -- queue and worker lifecycle -------------------------------------------------------
+
+
+class QueueClosedError(JobworkerError, RuntimeError):
+    """The queue was closed; it accepts no more calls."""
+
+
+class QueueNotInitializedError(JobworkerError, RuntimeError):
+    """``get_job_queue()`` was called before ``initialize_job_queue()``."""
+
+
+class WaitTimeoutError(JobworkerError, TimeoutError):
+    """A wait for a job to end ran out of time; the job is unchanged.
+
+    :ivar job_id: the job that was awaited.
+    """
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id!r} did not end within {timeout} seconds")
+        self.job_id = job_id
+
+
+class WorkerStateError(JobworkerError, RuntimeError):
+    """A worker was started twice, or started after it was stopped."""
+
+
+class BackendError(JobworkerError):
+    """A storage backend failed; the driver's exception is the ``__cause__``."""
+
+
+# -- signals that execute_job raises to steer its own outcome ----------------------------
+
+
+class PermanentJobError(JobworkerError):
+    """Raise from ``execute_job`` to fail the job at once, without a retry."""
+
+
+class RetryJobError(JobworkerError):
+    """Raise from ``execute_job`` to retry the job after ``delay`` seconds.
+
+    The attempt counts against ``max_retries`` like any other failure; when no
+    retry is left the job fails.
+
+    :ivar delay: seconds to wait before the job may run again.
+    """
+
+    def __init__(self, message: str = "retry requested", *, delay: float) -> None:
+        if not delay >= 0:
+            raise ValueError(f"delay must be >= 0, got {delay!r}")
+        super().__init__(message)
+        self.delay = delay
+
+
+class JobCancelledError(JobworkerError):
+    """The running job was cancelled; raised by ``JobWorker.raise_if_cancelled``.
+
+    The worker ends the attempt without writing anything: the job is already
+    cancelled in the queue.
+    """

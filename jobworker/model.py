@@ -1,0 +1,484 @@
+"""Job states, metadata, type guards and the transition functions.
+
+This module is the state machine. Every backend stores what these pure
+functions return, so no backend can invent its own semantics::
+
+    pending --claim--> running --complete--> complete
+       |                  |  \\--fail------> failed
+       |                  |   \\--retry----> pending   (retry_count + 1)
+       +----cancel--------+----cancel-----> cancelled
+
+``complete``, ``failed`` and ``cancelled`` are terminal: a terminal job never
+changes again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from typing import (
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NewType,
+    TypeGuard,
+    TypeVar,
+    get_args,
+)
+
+import attrs
+
+from .errors import InvalidJobError, InvalidTransitionError, LeaseLostError, StaleJobError
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL_STATUSES",
+    "WORKER_LOST",
+    "AnyJob",
+    "CancelledJob",
+    "Claim",
+    "CompleteJob",
+    "FailedJob",
+    "JobId",
+    "JobMetadata",
+    "JobStatus",
+    "PendingJob",
+    "RunningJob",
+    "UserId",
+    "apply_update",
+    "cancel",
+    "complete",
+    "describe_error",
+    "fail",
+    "fail_or_retry",
+    "is_cancelled_job",
+    "is_complete_job",
+    "is_failed_job",
+    "is_pending_job",
+    "is_running_job",
+    "is_terminal",
+    "job_id",
+    "new_claim",
+    "new_job",
+    "release",
+    "start",
+    "user_id",
+    "validate_job",
+]
+
+JobId = NewType("JobId", str)
+UserId = NewType("UserId", str)
+
+JobStatus = Literal["pending", "running", "complete", "failed", "cancelled"]
+STATUSES: Final[tuple[JobStatus, ...]] = get_args(JobStatus)
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"complete", "failed", "cancelled"})
+
+#: The error recorded on an attempt whose lease expired.
+WORKER_LOST: Final = "WorkerLost: the worker stopped renewing its lease"
+
+#: Stored error messages are cut to this many characters.
+MAX_ERROR_LENGTH: Final = 2000
+
+P = TypeVar("P")
+G = TypeVar("G")
+R = TypeVar("R")
+
+_ALLOWED: Final[frozenset[tuple[str, str]]] = frozenset(
+    {
+        ("pending", "running"),
+        ("running", "running"),
+        ("running", "complete"),
+        ("running", "pending"),
+        ("running", "failed"),
+        ("pending", "cancelled"),
+        ("running", "cancelled"),
+    }
+)
+
+
+def job_id(value: str) -> JobId:
+    """Return *value* as a :data:`JobId`; refuse an empty or non-string id."""
+    if not isinstance(value, str) or not value:
+        raise InvalidJobError(f"a job id must be a non-empty string, got {value!r}")
+    return JobId(value)
+
+
+def user_id(value: str) -> UserId:
+    """Return *value* as a :data:`UserId`; refuse a non-string id."""
+    if not isinstance(value, str):
+        raise InvalidJobError(f"a user id must be a string, got {value!r}")
+    return UserId(value)
+
+
+def _is_aware(value: object) -> bool:
+    return isinstance(value, _dt.datetime) and value.utcoffset() is not None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_metadata(meta: JobMetadata) -> None:
+    """Raise :class:`InvalidJobError` unless *meta* is consistent."""
+    if not isinstance(meta.id, str) or not meta.id:
+        raise InvalidJobError(f"metadata.id must be a non-empty string, got {meta.id!r}")
+    if not isinstance(meta.type, str) or not meta.type:
+        raise InvalidJobError(f"metadata.type must be a non-empty string, got {meta.type!r}")
+    if not isinstance(meta.user_id, str):
+        raise InvalidJobError(f"metadata.user_id must be a string, got {meta.user_id!r}")
+    if not _is_aware(meta.created):
+        raise InvalidJobError(
+            f"metadata.created must be a timezone-aware datetime, got {meta.created!r}"
+        )
+    for name in ("retry_count", "max_retries"):
+        value = getattr(meta, name)
+        if not _is_int(value) or value < 0:
+            raise InvalidJobError(f"metadata.{name} must be an int >= 0, got {value!r}")
+    if meta.retry_count > meta.max_retries:
+        raise InvalidJobError(
+            f"metadata.retry_count ({meta.retry_count}) exceeds "
+            f"metadata.max_retries ({meta.max_retries})"
+        )
+    if not _is_int(meta.priority):
+        raise InvalidJobError(f"metadata.priority must be an int, got {meta.priority!r}")
+    if meta.run_after is not None and not _is_aware(meta.run_after):
+        raise InvalidJobError(
+            f"metadata.run_after must be a timezone-aware datetime or None, got {meta.run_after!r}"
+        )
+
+
+def _validate_metadata(instance: JobMetadata, attribute: object, value: Any) -> None:
+    _check_metadata(instance)
+
+
+@attrs.frozen
+class JobMetadata:
+    """What identifies a job and how often it may run.
+
+    The constructor checks every field and raises :class:`InvalidJobError`;
+    ``create_job`` checks again, so a value built with validators disabled is
+    still refused before it is stored.
+
+    A job runs at most ``1 + max_retries`` times. ``priority`` orders jobs
+    (higher first, then oldest ``created``); a job is not claimed before
+    ``run_after``.
+    """
+
+    id: JobId
+    type: str
+    user_id: UserId
+    created: _dt.datetime
+    retry_count: int = 0
+    max_retries: int = 3
+    priority: int = 0
+    run_after: _dt.datetime | None = attrs.field(default=None, validator=_validate_metadata)
+
+
+@attrs.frozen
+class Claim:
+    """The lease token of one attempt at a running job.
+
+    A write to a running job applies only under the claim it was started
+    with; once the lease is lost, the old claim's writes are refused.
+    """
+
+    token: str
+    worker: str
+
+
+def new_claim(worker: str) -> Claim:
+    """Return a fresh claim for an attempt by *worker*."""
+    return Claim(token=uuid.uuid4().hex, worker=worker)
+
+
+@attrs.frozen
+class PendingJob(Generic[P]):
+    """A job waiting to be claimed."""
+
+    metadata: JobMetadata
+    params: P
+    status: Literal["pending"] = attrs.field(default="pending", init=False)
+
+
+@attrs.frozen
+class RunningJob(Generic[P, G]):
+    """A job claimed by a worker; ``claim`` fences every write of this attempt."""
+
+    metadata: JobMetadata
+    params: P
+    started_at: _dt.datetime
+    claim: Claim
+    progress: G | None = None
+    status: Literal["running"] = attrs.field(default="running", init=False)
+
+
+@attrs.frozen
+class CompleteJob(Generic[P, R]):
+    """A job whose last attempt returned ``result``."""
+
+    metadata: JobMetadata
+    params: P
+    started_at: _dt.datetime
+    completed_at: _dt.datetime
+    result: R
+    status: Literal["complete"] = attrs.field(default="complete", init=False)
+
+
+@attrs.frozen
+class FailedJob(Generic[P]):
+    """A job that failed its last allowed attempt; ``error`` says why."""
+
+    metadata: JobMetadata
+    params: P
+    started_at: _dt.datetime
+    completed_at: _dt.datetime
+    error: str
+    status: Literal["failed"] = attrs.field(default="failed", init=False)
+
+
+@attrs.frozen
+class CancelledJob(Generic[P]):
+    """A job cancelled before it finished; ``started_at`` is set if it had started."""
+
+    metadata: JobMetadata
+    params: P
+    completed_at: _dt.datetime
+    started_at: _dt.datetime | None = None
+    status: Literal["cancelled"] = attrs.field(default="cancelled", init=False)
+
+
+#: Any job, in any state. Params, progress and result are untyped here; narrow
+#: with the type guards and, for typed params, with ``cast``.
+AnyJob = (
+    PendingJob[Any]
+    | RunningJob[Any, Any]
+    | CompleteJob[Any, Any]
+    | FailedJob[Any]
+    | CancelledJob[Any]
+)
+
+_JOB_CLASSES: Final = (PendingJob, RunningJob, CompleteJob, FailedJob, CancelledJob)
+
+
+def is_pending_job(job: AnyJob) -> TypeGuard[PendingJob[Any]]:
+    """Return whether *job* is pending."""
+    return job.status == "pending"
+
+
+def is_running_job(job: AnyJob) -> TypeGuard[RunningJob[Any, Any]]:
+    """Return whether *job* is running."""
+    return job.status == "running"
+
+
+def is_complete_job(job: AnyJob) -> TypeGuard[CompleteJob[Any, Any]]:
+    """Return whether *job* is complete."""
+    return job.status == "complete"
+
+
+def is_failed_job(job: AnyJob) -> TypeGuard[FailedJob[Any]]:
+    """Return whether *job* is failed."""
+    return job.status == "failed"
+
+
+def is_cancelled_job(job: AnyJob) -> TypeGuard[CancelledJob[Any]]:
+    """Return whether *job* is cancelled."""
+    return job.status == "cancelled"
+
+
+def is_terminal(job: AnyJob) -> bool:
+    """Return whether *job* is complete, failed or cancelled."""
+    return job.status in TERMINAL_STATUSES
+
+
+def validate_job(job: object) -> AnyJob:
+    """Return *job* if it is a consistent job value, else raise :class:`InvalidJobError`."""
+    if not isinstance(job, _JOB_CLASSES):
+        raise InvalidJobError(f"expected a job, got {type(job).__name__}")
+    if not isinstance(job.metadata, JobMetadata):
+        raise InvalidJobError(
+            f"job.metadata must be JobMetadata, got {type(job.metadata).__name__}"
+        )
+    _check_metadata(job.metadata)
+    return job
+
+
+def new_job(
+    type: str,
+    params: P,
+    *,
+    id: str | None = None,
+    user_id: str = "",
+    max_retries: int = 3,
+    priority: int = 0,
+    run_after: _dt.datetime | None = None,
+    created: _dt.datetime | None = None,
+) -> PendingJob[P]:
+    """Return a new pending job, with a random id and ``created`` now unless given.
+
+    >>> job = new_job("generation", {"title": "Test Article"}, max_retries=2)
+    >>> job.status, job.metadata.retry_count, job.metadata.max_retries
+    ('pending', 0, 2)
+    """
+    return PendingJob(
+        metadata=JobMetadata(
+            id=JobId(uuid.uuid4().hex if id is None else id),
+            type=type,
+            user_id=UserId(user_id),
+            created=_dt.datetime.now(_dt.timezone.utc) if created is None else created,
+            max_retries=max_retries,
+            priority=priority,
+            run_after=run_after,
+        ),
+        params=params,
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return ``"Type: message"`` for *exc*, cut to a bounded length."""
+    text = f"{type(exc).__name__}: {exc}"
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 3] + "..."
+    return text
+
+
+# -- transitions ------------------------------------------------------------------------
+# Each returns a new value and leaves its argument unchanged.
+
+
+def start(job: PendingJob[P], *, claim: Claim, now: _dt.datetime) -> RunningJob[P, Any]:
+    """Claim a pending job: pending -> running."""
+    return RunningJob(metadata=job.metadata, params=job.params, started_at=now, claim=claim)
+
+
+def complete(job: RunningJob[P, Any], result: R, *, now: _dt.datetime) -> CompleteJob[P, R]:
+    """Finish a running job with *result*: running -> complete."""
+    return CompleteJob(
+        metadata=job.metadata,
+        params=job.params,
+        started_at=job.started_at,
+        completed_at=now,
+        result=result,
+    )
+
+
+def fail(job: RunningJob[P, Any], error: str, *, now: _dt.datetime) -> FailedJob[P]:
+    """Fail a running job for good: running -> failed."""
+    return FailedJob(
+        metadata=job.metadata,
+        params=job.params,
+        started_at=job.started_at,
+        completed_at=now,
+        error=error,
+    )
+
+
+def fail_or_retry(
+    job: RunningJob[P, Any], error: str, *, now: _dt.datetime, delay: float
+) -> PendingJob[P] | FailedJob[P]:
+    """Apply the guide's retry rule to a failed attempt.
+
+    If ``retry_count < max_retries`` the job returns to pending with
+    ``retry_count + 1``, not to be claimed for *delay* seconds; otherwise it
+    fails with *error*.
+    """
+    meta = job.metadata
+    if meta.retry_count < meta.max_retries:
+        run_after = now + _dt.timedelta(seconds=delay) if delay > 0 else None
+        return PendingJob(
+            metadata=attrs.evolve(meta, retry_count=meta.retry_count + 1, run_after=run_after),
+            params=job.params,
+        )
+    return fail(job, error, now=now)
+
+
+def release(job: RunningJob[P, Any]) -> PendingJob[P]:
+    """Give a running job back unrun: running -> pending, ``retry_count`` unchanged.
+
+    Used when the worker itself is interrupted (``KeyboardInterrupt``,
+    ``SystemExit``), which is not a failure of the job.
+    """
+    return PendingJob(metadata=job.metadata, params=job.params)
+
+
+def cancel(job: PendingJob[P] | RunningJob[P, Any], *, now: _dt.datetime) -> CancelledJob[P]:
+    """Cancel a pending or running job: -> cancelled."""
+    if job.status not in ("pending", "running"):
+        raise InvalidTransitionError(job.status, "cancelled")
+    started = job.started_at if isinstance(job, RunningJob) else None
+    return CancelledJob(
+        metadata=job.metadata, params=job.params, completed_at=now, started_at=started
+    )
+
+
+def apply_update(
+    stored: AnyJob,
+    submitted: AnyJob,
+    old_status: str,
+    *,
+    now: _dt.datetime,
+    claim: Claim | None = None,
+) -> AnyJob:
+    """Return what ``update_job(submitted, old_status)`` stores over *stored*.
+
+    The update is compare-and-set: it applies only if *stored* is still in
+    *old_status* and, for a running job, still held by the same claim (taken
+    from *submitted* when it is running, else from *claim*). The new value
+    is derived from *stored* by the transition functions, so a caller can
+    report progress, a result or an error, but cannot rewrite metadata,
+    params or timestamps.
+
+    :raises StaleJobError: *stored* is not in *old_status*.
+    :raises LeaseLostError: the claim is not the current one.
+    :raises InvalidTransitionError: the move is not allowed.
+    """
+    new_status = submitted.status
+    if stored.status != old_status:
+        raise StaleJobError(stored.metadata.id, old_status, stored.status)
+    if (old_status, new_status) not in _ALLOWED:
+        if old_status == new_status == "pending":
+            reason = "a pending job changes only by being claimed or cancelled"
+        else:
+            reason = ""
+        raise InvalidTransitionError(old_status, new_status, reason)
+    if new_status == "running" and old_status == "pending":
+        raise InvalidTransitionError(
+            "pending", "running", "claim jobs with poll_next_pending_job()"
+        )
+    if isinstance(stored, PendingJob):
+        assert isinstance(submitted, CancelledJob)
+        return cancel(stored, now=now)
+    assert isinstance(stored, RunningJob)
+    if isinstance(submitted, RunningJob):
+        claim = submitted.claim
+    # An operator cancels without a claim; an attempt's own writes carry one.
+    if new_status != "cancelled" or claim is not None:
+        if claim is None:
+            raise InvalidJobError(
+                "a write to a running job must carry its claim: submit a RunningJob "
+                "or pass claim=running_job.claim"
+            )
+        if claim.token != stored.claim.token:
+            raise LeaseLostError(
+                stored.metadata.id, "running", "running", "the claim is no longer current"
+            )
+    if isinstance(submitted, RunningJob):
+        return attrs.evolve(stored, progress=submitted.progress)
+    if isinstance(submitted, CompleteJob):
+        return complete(stored, submitted.result, now=now)
+    if isinstance(submitted, FailedJob):
+        return fail(stored, submitted.error, now=now)
+    if isinstance(submitted, CancelledJob):
+        return cancel(stored, now=now)
+    # running -> pending: a retry asked for by the caller.
+    meta = stored.metadata
+    if meta.retry_count >= meta.max_retries:
+        raise InvalidTransitionError(
+            "running", "pending", f"no retry left ({meta.retry_count}/{meta.max_retries})"
+        )
+    return PendingJob(
+        metadata=attrs.evolve(
+            meta, retry_count=meta.retry_count + 1, run_after=submitted.metadata.run_after
+        ),
+        params=stored.params,
+    )

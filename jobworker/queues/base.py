@@ -1,0 +1,242 @@
+"""The contract every queue backend meets.
+
+A backend stores jobs and claims them; what a transition means comes from
+:mod:`jobworker.model`, applied the same way by every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+import attrs
+
+from ..clock import Clock, SystemClock
+from ..errors import InvalidJobError
+from ..jobtypes import JobTypeRegistry
+from ..model import (
+    STATUSES,
+    AnyJob,
+    CompleteJob,
+    FailedJob,
+    JobId,
+    PendingJob,
+    RunningJob,
+    validate_job,
+)
+from ..retry import RetryPolicy
+from ..serialization import DEFAULT_MAX_PAYLOAD, roundtrip_value
+
+__all__ = ["JobPredicate", "JobQueue"]
+
+P = TypeVar("P")
+
+#: A filter on pending jobs, evaluated outside any queue lock.
+JobPredicate = Callable[[PendingJob[Any]], bool]
+
+_DEFAULT_LEASE = 30.0
+
+
+class JobQueue(abc.ABC):
+    """The queue API of the guide, with compare-and-set updates and leases.
+
+    Every method is thread-safe. Blocking methods take a ``timeout`` in
+    seconds (``None``: no limit) and return early when the queue is woken
+    or closed.
+
+    :param registry: job types and their value classes; plain JSON values
+        for types it does not know (unless it is strict).
+    :param clock: where stored times come from.
+    :param retry_policy: the delay before a job recovered from a lost
+        worker runs again.
+    :param lease_duration: seconds a claim lasts without renewal. A worker
+        renews at a third of it; a job whose worker died is recovered after
+        at most this long.
+    :param max_payload: cap in bytes on one serialized params, progress or
+        result value (``None``: no cap).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: JobTypeRegistry | None = None,
+        clock: Clock | None = None,
+        retry_policy: RetryPolicy | None = None,
+        lease_duration: float = _DEFAULT_LEASE,
+        max_payload: int | None = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        if not lease_duration > 0:
+            raise ValueError(f"lease_duration must be > 0, got {lease_duration!r}")
+        if max_payload is not None and not max_payload > 0:
+            raise ValueError(f"max_payload must be > 0 or None, got {max_payload!r}")
+        self.registry = registry if registry is not None else JobTypeRegistry()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self.lease_duration = float(lease_duration)
+        self.max_payload = max_payload
+
+    # -- the guide's API -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
+        """Store a new pending job and return it as stored.
+
+        Wakes an idle worker that can take it.
+
+        :raises DuplicateJobError: a job with this id exists.
+        :raises InvalidJobError: the job is not a consistent pending job, its
+            params cannot be stored, or its type is unknown to a strict registry.
+        """
+
+    @abc.abstractmethod
+    def get_job(self, job_id: JobId | str) -> AnyJob | None:
+        """Return the job with *job_id*, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    def update_job(
+        self, job: AnyJob, old_status: str | None = None, *, claim: Any = None
+    ) -> AnyJob:
+        """Store *job* if the stored one is still in *old_status*; return what was stored.
+
+        *old_status* defaults to ``job.status`` (a progress update). A write to
+        a running job must carry its claim: a :class:`RunningJob` carries it;
+        for other targets pass ``claim=running_job.claim``. Cancelling needs no
+        claim. Only what the transition allows is taken from *job* (progress,
+        result, error, a retry's ``run_after``); the rest comes from the stored job.
+
+        :raises JobNotFoundError: no such job.
+        :raises StaleJobError: the stored job is not in *old_status*.
+        :raises LeaseLostError: the claim is no longer current.
+        :raises InvalidTransitionError: the move is not allowed.
+        :raises InvalidJobError: a value cannot be stored.
+        """
+
+    @abc.abstractmethod
+    def poll_next_pending_job(
+        self,
+        *,
+        types: Collection[str] | None = None,
+        predicate: JobPredicate | None = None,
+        worker: str = "anonymous",
+        timeout: float | None = 0.0,
+        stop_event: threading.Event | None = None,
+    ) -> RunningJob[Any, Any] | None:
+        """Claim the next pending job and return it running, or ``None``.
+
+        Among jobs of *types* (all types if ``None``) that are due and that
+        *predicate* accepts, takes the highest priority, then the oldest
+        ``created``. The claim is atomic: a job goes to exactly one caller.
+        Waits up to *timeout* seconds for one (``0``: do not wait, ``None``:
+        until one comes); returns ``None`` at once when *stop_event* is set
+        and :meth:`wake` is called, or when the queue is closed.
+        """
+
+    @abc.abstractmethod
+    def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
+        """Extend the lease of *job*'s claim; return ``False`` if the claim is lost."""
+
+    @abc.abstractmethod
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AnyJob]:
+        """Return jobs matching every filter given, newest ``created`` first."""
+
+    @abc.abstractmethod
+    def cancel_job(self, job_id: JobId | str) -> bool:
+        """Cancel a pending or running job; ``False`` if missing or already terminal.
+
+        A running job's worker is told cooperatively
+        (:meth:`JobWorker.is_cancelled`); its late result is refused.
+        """
+
+    @abc.abstractmethod
+    def cleanup_old_jobs(self, retention_hours: float = 24) -> int:
+        """Delete terminal jobs that ended more than *retention_hours* ago; return how many."""
+
+    @abc.abstractmethod
+    def get_stats(self) -> dict[str, int]:
+        """Return the number of jobs in each of the five statuses."""
+
+    # -- beyond the guide ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
+        """Block until the job is complete, failed or cancelled, and return it.
+
+        :raises JobNotFoundError: no such job (or it was cleaned up).
+        :raises WaitTimeoutError: it did not end within *timeout* seconds.
+        """
+
+    @abc.abstractmethod
+    def wake(self) -> None:
+        """Make every blocked :meth:`poll_next_pending_job` re-check its stop event."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Wake every waiter and refuse further calls. Idempotent."""
+
+    def __enter__(self: _Q) -> _Q:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers for backends -------------------------------------------------------------
+
+    def _prepare_new(self, job: PendingJob[P]) -> tuple[PendingJob[P], str]:
+        """Validate a job for ``create_job``; return it as stored and its params' JSON."""
+        validate_job(job)
+        if not isinstance(job, PendingJob):
+            raise InvalidJobError(f"create_job takes a PendingJob, got a {job.status} job")
+        job_type = self.registry.get(job.metadata.type)
+        params, text = roundtrip_value(
+            job.params, job_type.params, what="params", limit=self.max_payload
+        )
+        return PendingJob(metadata=job.metadata, params=params), text
+
+    def _prepare_update(self, job: AnyJob) -> AnyJob:
+        """Validate the values an update carries; return *job* holding stored copies."""
+        validate_job(job)
+        if isinstance(job, RunningJob):
+            job_type = self.registry.get(job.metadata.type)
+            progress, _ = roundtrip_value(
+                job.progress, job_type.progress, what="progress", limit=self.max_payload
+            )
+            return attrs.evolve(job, progress=progress)
+        if isinstance(job, CompleteJob):
+            job_type = self.registry.get(job.metadata.type)
+            result, _ = roundtrip_value(
+                job.result, job_type.result, what="result", limit=self.max_payload
+            )
+            return attrs.evolve(job, result=result)
+        if isinstance(job, FailedJob) and not isinstance(job.error, str):
+            raise InvalidJobError(f"error must be a string, got {job.error!r}")
+        return job
+
+    def _recovery_delay(self, job: RunningJob[Any, Any]) -> float:
+        return self.retry_policy.delay(job.metadata.retry_count)
+
+    @staticmethod
+    def _check_list_args(status: str | None, limit: int, offset: int) -> None:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+
+    @staticmethod
+    def _check_timeout(timeout: float | None) -> None:
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+
+
+_Q = TypeVar("_Q", bound=JobQueue)

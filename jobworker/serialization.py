@@ -1,0 +1,198 @@
+"""The one cattrs converter jobworker owns, and the job <-> JSON mapping.
+
+Values are stored as JSON: nothing is pickled, and no class is imported by a
+name read from storage. A value's class comes from the job type registry.
+Every backend, the in-memory one included, stores what a JSON round trip
+returns, so a tuple comes back as a list everywhere alike.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any, Final
+
+import attrs
+import cattrs
+
+from .errors import InvalidJobError, PayloadTooLargeError, SerializationError
+from .jobtypes import JobTypeRegistry
+from .model import (
+    AnyJob,
+    CancelledJob,
+    Claim,
+    CompleteJob,
+    FailedJob,
+    JobMetadata,
+    PendingJob,
+    RunningJob,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "converter",
+    "job_from_dict",
+    "job_to_dict",
+    "load_value",
+    "roundtrip_value",
+]
+
+#: Default cap on one serialized params, progress or result value: 1 MiB.
+DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
+
+converter = cattrs.Converter()
+converter.register_unstructure_hook(_dt.datetime, lambda value: value.isoformat())
+converter.register_structure_hook(_dt.datetime, lambda value, _: _dt.datetime.fromisoformat(value))
+
+_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def _dump(value: Any, cls: Any, what: str) -> str:
+    """Return the JSON text of *value* stored as *cls* (``None``: plain JSON)."""
+    try:
+        if cls is None:
+            if attrs.has(type(value)):
+                raise SerializationError(
+                    f"{what} is a {type(value).__name__}: register the job type with "
+                    f"{what}={type(value).__name__} to store attrs classes"
+                )
+            return _dumps(value)
+        if attrs.has(cls) and not isinstance(value, cls):
+            raise SerializationError(f"{what} must be a {cls.__name__}, got {type(value).__name__}")
+        return _dumps(converter.unstructure(value, unstructure_as=cls))
+    except SerializationError:
+        raise
+    except (TypeError, ValueError, RecursionError, cattrs.BaseValidationError) as exc:
+        raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+def load_value(text: str, cls: Any, what: str = "value") -> Any:
+    """Return the value of the JSON *text*, structured as *cls* when given."""
+    data = _loads(text)
+    if cls is None:
+        return data
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        raise SerializationError(f"stored {what} does not fit {cls!r}: {exc}") from exc
+
+
+def roundtrip_value(value: Any, cls: Any, *, what: str, limit: int | None) -> tuple[Any, str]:
+    """Return ``(copy, text)``: *value* as it comes back from storage, and its JSON.
+
+    :raises SerializationError: *value* cannot be stored as JSON.
+    :raises PayloadTooLargeError: the JSON is longer than *limit* bytes.
+    """
+    text = _dump(value, cls, what)
+    # A str of n characters encodes to at most 4n bytes of UTF-8: count exactly
+    # only when the cheap bound does not settle it.
+    if limit is not None and len(text) * 4 > limit:
+        size = len(text.encode())
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"{what} is {size} bytes, over the limit of {limit}", size=size, limit=limit
+            )
+    return load_value(text, cls, what), text
+
+
+# -- whole jobs, for durable backends and JSON output --------------------------------------
+
+_CLASSES: Final[dict[str, type[Any]]] = {
+    "pending": PendingJob,
+    "running": RunningJob,
+    "complete": CompleteJob,
+    "failed": FailedJob,
+    "cancelled": CancelledJob,
+}
+
+
+def _time(value: _dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> _dt.datetime | None:
+    return None if value is None else _dt.datetime.fromisoformat(value)
+
+
+def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[str, Any]:
+    """Return *job* as a JSON-safe dict (the inverse of :func:`job_from_dict`)."""
+    job_type = (registry or _PLAIN_REGISTRY).get(job.metadata.type)
+    meta = job.metadata
+    data: dict[str, Any] = {
+        "status": job.status,
+        "metadata": {
+            "id": meta.id,
+            "type": meta.type,
+            "user_id": meta.user_id,
+            "created": meta.created.isoformat(),
+            "retry_count": meta.retry_count,
+            "max_retries": meta.max_retries,
+            "priority": meta.priority,
+            "run_after": _time(meta.run_after),
+        },
+        "params": _loads(_dump(job.params, job_type.params, "params")),
+    }
+    if isinstance(job, RunningJob):
+        data["started_at"] = job.started_at.isoformat()
+        data["claim"] = {"token": job.claim.token, "worker": job.claim.worker}
+        data["progress"] = _loads(_dump(job.progress, job_type.progress, "progress"))
+    elif isinstance(job, CompleteJob):
+        data["started_at"] = job.started_at.isoformat()
+        data["completed_at"] = job.completed_at.isoformat()
+        data["result"] = _loads(_dump(job.result, job_type.result, "result"))
+    elif isinstance(job, FailedJob):
+        data["started_at"] = job.started_at.isoformat()
+        data["completed_at"] = job.completed_at.isoformat()
+        data["error"] = job.error
+    elif isinstance(job, CancelledJob):
+        data["started_at"] = _time(job.started_at)
+        data["completed_at"] = job.completed_at.isoformat()
+    return data
+
+
+def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None) -> AnyJob:
+    """Return the job that :func:`job_to_dict` gave *data* for.
+
+    :raises InvalidJobError: *data* is not a consistent job.
+    """
+    try:
+        status = data["status"]
+        cls = _CLASSES[status]
+        raw = data["metadata"]
+        meta = JobMetadata(
+            id=raw["id"],
+            type=raw["type"],
+            user_id=raw["user_id"],
+            created=_dt.datetime.fromisoformat(raw["created"]),
+            retry_count=raw["retry_count"],
+            max_retries=raw["max_retries"],
+            priority=raw.get("priority", 0),
+            run_after=_parse_time(raw.get("run_after")),
+        )
+        job_type = (registry or _PLAIN_REGISTRY).get(meta.type)
+
+        def value(key: str, value_cls: Any) -> Any:
+            return load_value(_dumps(data.get(key)), value_cls, key)
+
+        fields: dict[str, Any] = {"metadata": meta, "params": value("params", job_type.params)}
+        if cls is not PendingJob:
+            fields["started_at"] = _parse_time(data.get("started_at"))
+        if cls is RunningJob:
+            fields["claim"] = Claim(**data["claim"])
+            fields["progress"] = value("progress", job_type.progress)
+        if cls in (CompleteJob, FailedJob, CancelledJob):
+            fields["completed_at"] = _parse_time(data["completed_at"])
+        if cls is CompleteJob:
+            fields["result"] = value("result", job_type.result)
+        if cls is FailedJob:
+            fields["error"] = str(data["error"])
+        job: AnyJob = cls(**fields)
+    except InvalidJobError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidJobError(f"not a stored job: {exc!r}") from exc
+    return job
+
+
+_PLAIN_REGISTRY: Final = JobTypeRegistry()

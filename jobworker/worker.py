@@ -1,0 +1,564 @@
+"""JobWorker: a thread that claims jobs, runs them and records the outcome.
+
+Subclasses implement three methods (:meth:`~JobWorker.get_worker_name`,
+:meth:`~JobWorker.can_process_job`, :meth:`~JobWorker.execute_job`); the base
+class owns the loop, retries, progress, leases, hooks, metrics and stopping.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any, Literal, TypeVar, cast
+
+import attrs
+
+from .errors import (
+    JobCancelledError,
+    JobNotFoundError,
+    PermanentJobError,
+    RetryJobError,
+    SerializationError,
+    StaleJobError,
+    WorkerStateError,
+)
+from .model import (
+    AnyJob,
+    FailedJob,
+    JobId,
+    RunningJob,
+    cancel,
+    complete,
+    describe_error,
+    fail,
+    fail_or_retry,
+    release,
+)
+from .queues.base import JobQueue
+from .retry import RetryPolicy
+
+__all__ = ["JobOutcome", "JobWorker", "WorkerMetrics"]
+
+log = logging.getLogger("jobworker.worker")
+
+P = TypeVar("P")
+G = TypeVar("G")
+
+_thread_numbers = itertools.count(1)
+
+OutcomeStatus = Literal["complete", "retry", "failed", "cancelled", "lost"]
+
+
+@attrs.frozen
+class JobOutcome:
+    """What one attempt came to.
+
+    ``status`` is ``"complete"``, ``"retry"`` (back to pending), ``"failed"``,
+    ``"cancelled"`` (cancelled while it ran) or ``"lost"`` (the claim was lost,
+    so the outcome was not recorded). ``job`` is the job as last stored or
+    seen; ``error`` is what ``execute_job`` raised, if anything.
+    """
+
+    status: OutcomeStatus
+    job: AnyJob
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class WorkerMetrics:
+    """A snapshot of a worker's counters.
+
+    ``processed`` counts completed jobs and ``errors`` attempts that raised,
+    as in the guide; ``error_rate`` is ``errors / (processed + errors)``, 0.0
+    before any job.
+    """
+
+    processed: int
+    errors: int
+    retried: int
+    failed: int
+    cancelled: int
+    lost: int
+    loop_errors: int
+    busy_seconds: float
+    current_job: JobId | None
+    last_error: str | None
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per attempt that ended, 0.0 when none has."""
+        attempts = self.processed + self.errors
+        return self.errors / attempts if attempts else 0.0
+
+
+class _Heartbeat:
+    """Renews the lease of the worker's current job from its own thread.
+
+    It does not depend on the job's code returning: a job that computes for
+    minutes keeps its lease. It stops renewing when the worker stops or gives
+    up on stopping, so a stuck job's lease then expires and is recovered.
+    """
+
+    def __init__(self, worker: JobWorker, interval: float) -> None:
+        self._worker = worker
+        self._interval = interval
+        self._cond = threading.Condition()
+        self._job: RunningJob[Any, Any] | None = None  # guarded by _cond
+        self._closed = False  # guarded by _cond
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=False)
+        self._thread.start()
+
+    def track(self, job: RunningJob[Any, Any] | None) -> None:
+        with self._cond:
+            self._job = job
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def join(self, timeout: float | None) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _next_renewal(self) -> RunningJob[Any, Any] | None:
+        """Wait until the current job is due for renewal; ``None`` once closed."""
+        with self._cond:
+            while True:
+                while not self._closed and self._job is None:
+                    self._cond.wait()
+                job = self._job
+                if self._closed or job is None:
+                    return None
+                deadline = time.monotonic() + self._interval
+                while not self._closed and self._job is job:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return job
+                    self._cond.wait(remaining)
+                # Closed, or another job (or none) came: its own interval starts now.
+
+    def _run(self) -> None:
+        while (job := self._next_renewal()) is not None:
+            try:
+                renewed = self._worker.queue.renew_lease(job)
+            except Exception:  # broad: a failed renewal must not end the heartbeat
+                log.warning("lease renewal failed for job %s", job.metadata.id, exc_info=True)
+                continue
+            if not renewed:
+                self._worker._mark_lost(job)
+
+
+class JobWorker(abc.ABC):
+    """The base class of a worker: subclass it and implement three methods.
+
+    :param queue: the queue to take jobs from.
+    :param poll_interval: longest idle wait, in seconds, before the worker
+        checks the queue again where the queue cannot notify it. An in-memory
+        queue wakes the worker the moment a job arrives.
+    :param error_backoff: seconds to wait after an error of the loop itself
+        (the queue failing, not a job failing).
+    :param retry_policy: the delay before a failed job is retried.
+    :param job_types: the job types this worker takes. When given, the queue
+        claims from an index of those types; ``can_process_job`` still has
+        the last word.
+    :param progress_interval: least seconds between two progress writes by
+        :meth:`report_progress`.
+    :param heartbeat_interval: seconds between lease renewals; a third of the
+        queue's ``lease_duration`` by default.
+
+    Lifecycle: a worker starts once (:meth:`start` or :meth:`start_in_thread`)
+    and stops once (:meth:`stop`); it cannot be restarted.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        poll_interval: float = 1.0,
+        error_backoff: float = 5.0,
+        retry_policy: RetryPolicy | None = None,
+        job_types: Collection[str] | None = None,
+        progress_interval: float = 1.0,
+        heartbeat_interval: float | None = None,
+    ) -> None:
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
+        if not error_backoff >= 0:
+            raise ValueError(f"error_backoff must be >= 0, got {error_backoff!r}")
+        if not progress_interval >= 0:
+            raise ValueError(f"progress_interval must be >= 0, got {progress_interval!r}")
+        if heartbeat_interval is None:
+            heartbeat_interval = queue.lease_duration / 3
+        if not 0 < heartbeat_interval < queue.lease_duration:
+            raise ValueError(
+                f"heartbeat_interval must be > 0 and below the queue's lease_duration "
+                f"({queue.lease_duration}), got {heartbeat_interval!r}"
+            )
+        if isinstance(job_types, str):
+            raise TypeError("job_types must be a collection of names, not one string")
+        self.queue = queue
+        self.poll_interval = float(poll_interval)
+        self.error_backoff = float(error_backoff)
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self.job_types = None if job_types is None else frozenset(job_types)
+        self.progress_interval = float(progress_interval)
+        self._rng = random.Random()
+        self._stop_event = threading.Event()
+        self._stopped = threading.Event()
+        self._state_lock = threading.Lock()
+        self._state = "new"  # guarded by _state_lock: new, running, stopped
+        # The thread start_in_thread made, to join on stop; guarded by _state_lock.
+        self._thread: threading.Thread | None = None
+        self._heartbeat = _Heartbeat(self, heartbeat_interval)
+        self._metrics_lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("processed", "errors", "retried", "failed", "cancelled", "lost", "loop_errors"), 0
+        )  # guarded by _metrics_lock
+        self._busy = 0.0  # guarded by _metrics_lock
+        self._last_error: str | None = None  # guarded by _metrics_lock
+        # Written and read by the worker thread only.
+        self._current: RunningJob[Any, Any] | None = None
+        self._last_progress = float("-inf")
+        # Token of the current job's claim once it is known to be lost.
+        self._lost_token: str | None = None
+        self._worker_ident: int | None = None
+
+    # -- the three methods a subclass implements ------------------------------------------
+
+    @abc.abstractmethod
+    def get_worker_name(self) -> str:
+        """Return the worker's name, used in logs, claims and thread names."""
+
+    @abc.abstractmethod
+    def can_process_job(self, job: AnyJob) -> bool:
+        """Return whether this worker takes *job* (called with a pending job)."""
+
+    @abc.abstractmethod
+    def execute_job(self, job: AnyJob) -> Any:
+        """Run *job* (a running job) and return its result.
+
+        Raise to fail the attempt: the job is retried while retries remain.
+        Raise :class:`PermanentJobError` to fail at once,
+        :class:`RetryJobError` to retry after a given delay.
+        """
+
+    # -- hooks; a failing hook is logged and changes nothing -----------------------------
+
+    def on_job_start(self, job: RunningJob[Any, Any]) -> None:
+        """Called before :meth:`execute_job`."""
+
+    def on_job_complete(self, job: AnyJob) -> None:
+        """Called with the stored complete job."""
+
+    def on_job_fail(self, job: AnyJob, error: BaseException) -> None:
+        """Called after a failed attempt, with the job as stored.
+
+        The job is pending again if it will be retried, failed if not.
+        """
+
+    def get_retry_delay(self, job: RunningJob[Any, Any], error: Exception) -> float:
+        """Return seconds to wait before retrying *job* after *error*."""
+        return self.retry_policy.delay(job.metadata.retry_count, self._rng)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the worker loop in the calling thread until :meth:`stop` is called.
+
+        :raises WorkerStateError: the worker was started before.
+        """
+        self._claim_start(threading.current_thread())
+        self._run()
+
+    def start_in_thread(self) -> threading.Thread:
+        """Start the worker loop in a new named, non-daemon thread and return it.
+
+        :raises WorkerStateError: the worker was started before.
+        """
+        thread = self._make_thread(self._run)
+        self._claim_start(thread)
+        with self._state_lock:
+            self._thread = thread
+        thread.start()
+        return thread
+
+    def stop(self, timeout: float | None = 60.0) -> bool:
+        """Stop the worker: finish the current job, then leave the loop.
+
+        Wakes an idle worker at once and waits up to *timeout* seconds.
+        Returns whether the worker stopped in time. If it did not, the
+        running job is left to finish on its own, but its lease is no
+        longer renewed: once the lease expires the queue recovers the job
+        and a late result is refused. Thread-safe; may be called again.
+        """
+        self._stop_event.set()
+        self.queue.wake()
+        with self._state_lock:
+            if self._state == "new":
+                self._state = "stopped"
+                self._stopped.set()
+                return True
+            thread = self._thread
+        if self._is_worker_thread():
+            return self._stopped.is_set()
+        stopped = self._stopped.wait(timeout)
+        if stopped and thread is not None:
+            # _stopped is set as the thread's last act: this join is short.
+            thread.join(timeout)
+        if not stopped:
+            self._heartbeat.close()
+        return stopped
+
+    def is_stopping(self) -> bool:
+        """Return whether :meth:`stop` was called."""
+        return self._stop_event.is_set()
+
+    def _make_thread(self, target: Callable[[], None]) -> threading.Thread:
+        name = f"jobworker-{self.get_worker_name()}-{next(_thread_numbers)}"
+        return threading.Thread(target=target, name=name, daemon=False)
+
+    def _is_worker_thread(self) -> bool:
+        return self._worker_ident == threading.get_ident()
+
+    def _claim_start(self, thread: threading.Thread) -> None:
+        with self._state_lock:
+            if self._state != "new":
+                raise WorkerStateError(
+                    f"worker {self.get_worker_name()!r} was already started or stopped"
+                )
+            self._state = "running"
+
+    def _run(self) -> None:
+        self._worker_ident = threading.get_ident()
+        name = self.get_worker_name()
+        self._heartbeat.start(f"{threading.current_thread().name}-heartbeat")
+        log.info("worker %s started", name)
+        try:
+            while not self._stop_event.is_set():
+                try:
+                    self.run_once(timeout=self.poll_interval)
+                except Exception as exc:  # broad: the loop survives every error of its own
+                    with self._metrics_lock:
+                        self._counts["loop_errors"] += 1
+                        self._last_error = describe_error(exc)
+                    log.exception("worker %s: error in the loop; backing off", name)
+                    self._stop_event.wait(self.error_backoff)
+        finally:
+            self._heartbeat.close()
+            self._heartbeat.join(None)
+            with self._state_lock:
+                self._state = "stopped"
+            log.info("worker %s stopped", name)
+            self._stopped.set()
+
+    # -- one step -------------------------------------------------------------------------
+
+    def run_once(self, timeout: float | None = 0.0) -> JobOutcome | None:
+        """Claim one job this worker takes and run it in the calling thread.
+
+        Waits up to *timeout* seconds for a job; returns ``None`` if none
+        came (or the worker is stopping), else the attempt's outcome. This is
+        the loop's single step, for tests and for callers that drive a
+        worker themselves; do not call it while the worker loop runs.
+        """
+        job = self.queue.poll_next_pending_job(
+            types=self.job_types,
+            predicate=self.can_process_job,
+            worker=self.get_worker_name(),
+            timeout=timeout,
+            stop_event=self._stop_event,
+        )
+        if job is None:
+            return None
+        return self._process(job)
+
+    def _process(self, job: RunningJob[Any, Any]) -> JobOutcome:
+        began = time.monotonic()
+        self._current = job
+        self._last_progress = float("-inf")
+        self._lost_token = None
+        self._heartbeat.track(job)
+        try:
+            self._call_hook(self.on_job_start, job)
+            try:
+                result = self.execute_job(job)
+            except JobCancelledError as exc:
+                return self._count(self._write_cancel(job, exc), None)
+            except PermanentJobError as exc:
+                return self._count(
+                    self._write_failure(job, fail(job, describe_error(exc), now=self._now()), exc),
+                    exc,
+                )
+            except RetryJobError as exc:
+                new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=exc.delay)
+                return self._count(self._write_failure(job, new, exc), exc)
+            except Exception as exc:  # broad: any error of user code fails the attempt
+                delay = self.get_retry_delay(job, exc)
+                new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=delay)
+                return self._count(self._write_failure(job, new, exc), exc)
+            except BaseException:
+                # Interrupted (KeyboardInterrupt, SystemExit): hand the job back, unrun.
+                try:
+                    self.queue.update_job(release(job), "running", claim=job.claim)
+                except Exception:  # broad: the interrupt matters more; the lease recovers it
+                    log.warning("could not release job %s", job.metadata.id, exc_info=True)
+                raise
+            return self._count(self._write_result(job, result), None)
+        finally:
+            self._heartbeat.track(None)
+            self._current = None
+            with self._metrics_lock:
+                self._busy += time.monotonic() - began
+
+    def _now(self) -> Any:
+        return self.queue.clock.now()
+
+    def _write_result(self, job: RunningJob[Any, Any], result: Any) -> JobOutcome:
+        try:
+            stored = self.queue.update_job(
+                complete(job, result, now=self._now()), "running", claim=job.claim
+            )
+        except SerializationError as exc:
+            # Retrying would return the same unstorable value: fail for good.
+            log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
+            return self._write_failure(job, fail(job, describe_error(exc), now=self._now()), exc)
+        except StaleJobError as exc:
+            return self._outcome_not_written(job, exc)
+        self._call_hook(self.on_job_complete, stored)
+        return JobOutcome("complete", stored)
+
+    def _write_cancel(self, job: RunningJob[Any, Any], reason: JobCancelledError) -> JobOutcome:
+        """execute_job raised JobCancelledError: make sure the job ends cancelled."""
+        try:
+            stored = self.queue.update_job(cancel(job, now=self._now()), "running", claim=job.claim)
+        except StaleJobError as exc:
+            return self._outcome_not_written(job, exc)
+        return JobOutcome("cancelled", stored)
+
+    def _write_failure(
+        self, job: RunningJob[Any, Any], new: AnyJob, error: BaseException
+    ) -> JobOutcome:
+        log.warning(
+            "job %s (%s) attempt %d failed: %s",
+            job.metadata.id,
+            job.metadata.type,
+            job.metadata.retry_count + 1,
+            describe_error(error),
+        )
+        try:
+            stored = self.queue.update_job(new, "running", claim=job.claim)
+        except StaleJobError as exc:
+            return self._outcome_not_written(job, exc, error)
+        self._call_hook(self.on_job_fail, stored, error)
+        status: OutcomeStatus = "failed" if isinstance(stored, FailedJob) else "retry"
+        return JobOutcome(status, stored, error)
+
+    def _outcome_not_written(
+        self, job: RunningJob[Any, Any], reason: BaseException, error: BaseException | None = None
+    ) -> JobOutcome:
+        """The attempt's outcome was refused: the job was cancelled or recovered."""
+        current = self.queue.get_job(job.metadata.id)
+        if current is not None and current.status == "cancelled":
+            log.info("job %s was cancelled while it ran", job.metadata.id)
+            return JobOutcome("cancelled", current, error)
+        log.warning("job %s: outcome discarded, the claim was lost (%s)", job.metadata.id, reason)
+        return JobOutcome("lost", current if current is not None else job, error)
+
+    def _count(self, outcome: JobOutcome, error: BaseException | None) -> JobOutcome:
+        key = {
+            "complete": "processed",
+            "retry": "retried",
+            "failed": "failed",
+            "cancelled": "cancelled",
+            "lost": "lost",
+        }[outcome.status]
+        with self._metrics_lock:
+            self._counts[key] += 1
+            if error is not None and not isinstance(error, JobCancelledError):
+                self._counts["errors"] += 1
+                self._last_error = describe_error(error)
+        return outcome
+
+    def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # broad: a hook never changes a job's outcome
+            log.exception("worker %s: hook %s failed", self.get_worker_name(), hook.__name__)
+
+    # -- for execute_job ----------------------------------------------------------------
+
+    def report_progress(
+        self, job: RunningJob[P, G], progress: G, *, force: bool = False
+    ) -> RunningJob[P, G]:
+        """Record *progress* for *job*, at most once per ``progress_interval``.
+
+        Returns the job with the new progress, whether or not it was written
+        this time. Never raises for a failed write: progress is advisory, and
+        a write refused because the job was cancelled or its claim was lost
+        makes :meth:`is_cancelled` return ``True``.
+        """
+        updated = attrs.evolve(job, progress=progress)
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.progress_interval:
+            return updated
+        self._last_progress = now
+        try:
+            stored = self.queue.update_job(updated)
+        except StaleJobError:
+            self._mark_lost(job)
+        except Exception:  # broad: progress must never fail the job
+            log.warning("job %s: progress not recorded", job.metadata.id, exc_info=True)
+        else:
+            return cast("RunningJob[P, G]", stored)
+        return updated
+
+    def is_cancelled(self, job: RunningJob[Any, Any]) -> bool:
+        """Return whether *job* should stop: cancelled, or its claim lost.
+
+        Asks the queue; cheap on the in-memory queue, one read on a durable one.
+        """
+        if self._lost_token == job.claim.token:
+            return True
+        try:
+            current = self.queue.get_job(job.metadata.id)
+        except JobNotFoundError:
+            return True
+        return not (isinstance(current, RunningJob) and current.claim.token == job.claim.token)
+
+    def raise_if_cancelled(self, job: RunningJob[Any, Any]) -> None:
+        """Raise :class:`JobCancelledError` if :meth:`is_cancelled`.
+
+        The worker then ends the attempt as cancelled.
+        """
+        if self.is_cancelled(job):
+            raise JobCancelledError(f"job {job.metadata.id!r} was cancelled")
+
+    def _mark_lost(self, job: RunningJob[Any, Any]) -> None:
+        # A str assignment is atomic; the worker thread reads it in is_cancelled.
+        self._lost_token = job.claim.token
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def get_metrics(self) -> WorkerMetrics:
+        """Return a snapshot of this worker's counters. Thread-safe."""
+        current = self._current
+        with self._metrics_lock:
+            return WorkerMetrics(
+                **self._counts,
+                busy_seconds=self._busy,
+                current_job=None if current is None else current.metadata.id,
+                last_error=self._last_error,
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.get_worker_name()!r} {self._state}>"
