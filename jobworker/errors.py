@@ -193,6 +193,6 @@ class RetryJobError(JobworkerError):
 class JobCancelledError(JobworkerError):
     """The running job was cancelled; raised by ``JobWorker.raise_if_cancelled``.
 
-    The worker ends the attempt without writing anything: the job is already
-    cancelled in the queue.
+    Raised from ``execute_job``, it ends the attempt as cancelled: if the job
+    is not cancelled in the queue yet, the worker cancels it.
     """

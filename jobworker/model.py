@@ -423,7 +423,10 @@ def apply_update(
 
     The update is compare-and-set: it applies only if *stored* is still in
     *old_status* and, for a running job, still held by the same claim (taken
-    from *submitted* when it is running, else from *claim*). The new value
+    from *submitted* when it is running, else from *claim*). A running job
+    submitted as pending is a retry (``retry_count + 1``, if a retry is left)
+    unless its ``retry_count`` is unchanged, which hands the attempt back
+    unrun (:func:`release`). The new value
     is derived from *stored* by the transition functions, so a caller can
     report progress, a result or an error, but cannot rewrite metadata,
     params or timestamps.
@@ -470,8 +473,12 @@ def apply_update(
         return fail(stored, submitted.error, now=now)
     if isinstance(submitted, CancelledJob):
         return cancel(stored, now=now)
-    # running -> pending: a retry asked for by the caller.
     meta = stored.metadata
+    if submitted.metadata.retry_count == meta.retry_count:
+        # running -> pending with the count unchanged: the attempt is handed
+        # back unrun (see release), not failed.
+        return release(stored)
+    # running -> pending with a new count: a retry asked for by the caller.
     if meta.retry_count >= meta.max_retries:
         raise InvalidTransitionError(
             "running", "pending", f"no retry left ({meta.retry_count}/{meta.max_retries})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
@@ -31,11 +31,16 @@ from .model import (
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "converter",
+    "decode_job",
+    "encode_job",
+    "encode_value",
     "job_from_dict",
     "job_to_dict",
     "load_value",
     "roundtrip_value",
 ]
+
+_J = TypeVar("_J", bound=AnyJob)
 
 #: Default cap on one serialized params, progress or result value: 1 MiB.
 DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
@@ -49,9 +54,12 @@ _loads = json.loads
 
 
 def _dump(value: Any, cls: Any, what: str) -> str:
-    """Return the JSON text of *value* stored as *cls* (``None``: plain JSON)."""
+    """Return the JSON text of *value* stored as *cls* (``None``: plain JSON).
+
+    ``None`` is storable whatever the class: a job without progress has none.
+    """
     try:
-        if cls is None:
+        if cls is None or value is None:
             if attrs.has(type(value)):
                 raise SerializationError(
                     f"{what} is a {type(value).__name__}: register the job type with "
@@ -70,12 +78,31 @@ def _dump(value: Any, cls: Any, what: str) -> str:
 def load_value(text: str, cls: Any, what: str = "value") -> Any:
     """Return the value of the JSON *text*, structured as *cls* when given."""
     data = _loads(text)
-    if cls is None:
+    if cls is None or data is None:
         return data
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
         raise SerializationError(f"stored {what} does not fit {cls!r}: {exc}") from exc
+
+
+def encode_value(value: Any, cls: Any, *, what: str, limit: int | None) -> str:
+    """Return the JSON text that stores *value* as *cls* (``None``: plain JSON).
+
+    :raises SerializationError: *value* cannot be stored as JSON.
+    :raises PayloadTooLargeError: the text is longer than *limit* bytes of UTF-8.
+    """
+    text = _dump(value, cls, what)
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:
+        # A lone surrogate: no UTF-8 store (SQLite text, PostgreSQL jsonb) takes it.
+        raise SerializationError(f"{what} holds text that is not valid Unicode: {exc}") from exc
+    if limit is not None and size > limit:
+        raise PayloadTooLargeError(
+            f"{what} is {size} bytes, over the limit of {limit}", size=size, limit=limit
+        )
+    return text
 
 
 def roundtrip_value(value: Any, cls: Any, *, what: str, limit: int | None) -> tuple[Any, str]:
@@ -84,16 +111,46 @@ def roundtrip_value(value: Any, cls: Any, *, what: str, limit: int | None) -> tu
     :raises SerializationError: *value* cannot be stored as JSON.
     :raises PayloadTooLargeError: the JSON is longer than *limit* bytes.
     """
-    text = _dump(value, cls, what)
-    # A str of n characters encodes to at most 4n bytes of UTF-8: count exactly
-    # only when the cheap bound does not settle it.
-    if limit is not None and len(text) * 4 > limit:
-        size = len(text.encode())
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"{what} is {size} bytes, over the limit of {limit}", size=size, limit=limit
-            )
+    text = encode_value(value, cls, what=what, limit=limit)
     return load_value(text, cls, what), text
+
+
+def encode_job(job: AnyJob, registry: JobTypeRegistry, *, limit: int | None) -> AnyJob:
+    """Return *job* with its params, progress and result replaced by their JSON text.
+
+    This is the stored form a backend keeps; :func:`decode_job` reverses it.
+    A running job without progress keeps ``progress=None``.
+    """
+    job_type = registry.get(job.metadata.type)
+    params = encode_value(job.params, job_type.params, what="params", limit=limit)
+    if isinstance(job, RunningJob):
+        progress = (
+            None
+            if job.progress is None
+            else encode_value(job.progress, job_type.progress, what="progress", limit=limit)
+        )
+        return attrs.evolve(job, params=params, progress=progress)
+    if isinstance(job, CompleteJob):
+        result = encode_value(job.result, job_type.result, what="result", limit=limit)
+        return attrs.evolve(job, params=params, result=result)
+    return attrs.evolve(job, params=params)
+
+
+def decode_job(job: _J, registry: JobTypeRegistry) -> _J:
+    """Return the job that :func:`encode_job` gave *job* for: fresh values, shared with nothing."""
+    job_type = registry.get(job.metadata.type)
+    params = load_value(job.params, job_type.params, "params")
+    if isinstance(job, RunningJob):
+        progress = (
+            None
+            if job.progress is None
+            else load_value(job.progress, job_type.progress, "progress")
+        )
+        return attrs.evolve(job, params=params, progress=progress)
+    if isinstance(job, CompleteJob):
+        result = load_value(job.result, job_type.result, "result")
+        return attrs.evolve(job, params=params, result=result)
+    return attrs.evolve(job, params=params)
 
 
 # -- whole jobs, for durable backends and JSON output --------------------------------------
@@ -176,7 +233,9 @@ def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None)
             return load_value(_dumps(data.get(key)), value_cls, key)
 
         fields: dict[str, Any] = {"metadata": meta, "params": value("params", job_type.params)}
-        if cls is not PendingJob:
+        if cls in (RunningJob, CompleteJob, FailedJob):
+            fields["started_at"] = _dt.datetime.fromisoformat(data["started_at"])
+        elif cls is CancelledJob:
             fields["started_at"] = _parse_time(data.get("started_at"))
         if cls is RunningJob:
             fields["claim"] = Claim(**data["claim"])

@@ -19,11 +19,11 @@ from typing import Any, Literal, TypeVar, cast
 import attrs
 
 from .errors import (
+    InvalidJobError,
     JobCancelledError,
     JobNotFoundError,
     PermanentJobError,
     RetryJobError,
-    SerializationError,
     StaleJobError,
     WorkerStateError,
 )
@@ -393,19 +393,17 @@ class JobWorker(abc.ABC):
             try:
                 result = self.execute_job(job)
             except JobCancelledError as exc:
-                return self._count(self._write_cancel(job, exc), None)
+                return self._count(self._write_cancel(job, exc))
             except PermanentJobError as exc:
-                return self._count(
-                    self._write_failure(job, fail(job, describe_error(exc), now=self._now()), exc),
-                    exc,
-                )
+                new: AnyJob = fail(job, describe_error(exc), now=self._now())
+                return self._count(self._write_failure(job, new, exc))
             except RetryJobError as exc:
                 new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=exc.delay)
-                return self._count(self._write_failure(job, new, exc), exc)
+                return self._count(self._write_failure(job, new, exc))
             except Exception as exc:  # broad: any error of user code fails the attempt
                 delay = self.get_retry_delay(job, exc)
                 new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=delay)
-                return self._count(self._write_failure(job, new, exc), exc)
+                return self._count(self._write_failure(job, new, exc))
             except BaseException:
                 # Interrupted (KeyboardInterrupt, SystemExit): hand the job back, unrun.
                 try:
@@ -413,7 +411,7 @@ class JobWorker(abc.ABC):
                 except Exception:  # broad: the interrupt matters more; the lease recovers it
                     log.warning("could not release job %s", job.metadata.id, exc_info=True)
                 raise
-            return self._count(self._write_result(job, result), None)
+            return self._count(self._write_result(job, result))
         finally:
             self._heartbeat.track(None)
             self._current = None
@@ -428,8 +426,8 @@ class JobWorker(abc.ABC):
             stored = self.queue.update_job(
                 complete(job, result, now=self._now()), "running", claim=job.claim
             )
-        except SerializationError as exc:
-            # Retrying would return the same unstorable value: fail for good.
+        except InvalidJobError as exc:
+            # Unstorable or too large: a retry would return the same value, so fail for good.
             log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
             return self._write_failure(job, fail(job, describe_error(exc), now=self._now()), exc)
         except StaleJobError as exc:
@@ -474,7 +472,7 @@ class JobWorker(abc.ABC):
         log.warning("job %s: outcome discarded, the claim was lost (%s)", job.metadata.id, reason)
         return JobOutcome("lost", current if current is not None else job, error)
 
-    def _count(self, outcome: JobOutcome, error: BaseException | None) -> JobOutcome:
+    def _count(self, outcome: JobOutcome) -> JobOutcome:
         key = {
             "complete": "processed",
             "retry": "retried",
@@ -484,6 +482,7 @@ class JobWorker(abc.ABC):
         }[outcome.status]
         with self._metrics_lock:
             self._counts[key] += 1
+            error = outcome.error
             if error is not None and not isinstance(error, JobCancelledError):
                 self._counts["errors"] += 1
                 self._last_error = describe_error(error)

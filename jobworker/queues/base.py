@@ -11,15 +11,12 @@ import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
-import attrs
-
 from ..clock import Clock, SystemClock
 from ..errors import InvalidJobError
 from ..jobtypes import JobTypeRegistry
 from ..model import (
     STATUSES,
     AnyJob,
-    CompleteJob,
     FailedJob,
     JobId,
     PendingJob,
@@ -27,11 +24,12 @@ from ..model import (
     validate_job,
 )
 from ..retry import RetryPolicy
-from ..serialization import DEFAULT_MAX_PAYLOAD, roundtrip_value
+from ..serialization import DEFAULT_MAX_PAYLOAD, decode_job, encode_job
 
 __all__ = ["JobPredicate", "JobQueue"]
 
 P = TypeVar("P")
+_J = TypeVar("_J", bound=AnyJob)
 
 #: A filter on pending jobs, evaluated outside any queue lock.
 JobPredicate = Callable[[PendingJob[Any]], bool]
@@ -105,6 +103,8 @@ class JobQueue(abc.ABC):
         for other targets pass ``claim=running_job.claim``. Cancelling needs no
         claim. Only what the transition allows is taken from *job* (progress,
         result, error, a retry's ``run_after``); the rest comes from the stored job.
+        A running job updated to pending is retried (``retry_count + 1``) unless
+        its ``retry_count`` is unchanged: then it is handed back unrun.
 
         :raises JobNotFoundError: no such job.
         :raises StaleJobError: the stored job is not in *old_status*.
@@ -191,35 +191,25 @@ class JobQueue(abc.ABC):
 
     # -- helpers for backends -------------------------------------------------------------
 
-    def _prepare_new(self, job: PendingJob[P]) -> tuple[PendingJob[P], str]:
-        """Validate a job for ``create_job``; return it as stored and its params' JSON."""
+    def _encode_new(self, job: PendingJob[Any]) -> PendingJob[str]:
+        """Validate a job for ``create_job``; return its stored form (values as JSON text)."""
         validate_job(job)
         if not isinstance(job, PendingJob):
             raise InvalidJobError(f"create_job takes a PendingJob, got a {job.status} job")
-        job_type = self.registry.get(job.metadata.type)
-        params, text = roundtrip_value(
-            job.params, job_type.params, what="params", limit=self.max_payload
-        )
-        return PendingJob(metadata=job.metadata, params=params), text
+        stored = encode_job(job, self.registry, limit=self.max_payload)
+        assert isinstance(stored, PendingJob)
+        return stored
 
-    def _prepare_update(self, job: AnyJob) -> AnyJob:
-        """Validate the values an update carries; return *job* holding stored copies."""
+    def _encode_update(self, job: AnyJob) -> AnyJob:
+        """Validate a job for ``update_job``; return its stored form (values as JSON text)."""
         validate_job(job)
-        if isinstance(job, RunningJob):
-            job_type = self.registry.get(job.metadata.type)
-            progress, _ = roundtrip_value(
-                job.progress, job_type.progress, what="progress", limit=self.max_payload
-            )
-            return attrs.evolve(job, progress=progress)
-        if isinstance(job, CompleteJob):
-            job_type = self.registry.get(job.metadata.type)
-            result, _ = roundtrip_value(
-                job.result, job_type.result, what="result", limit=self.max_payload
-            )
-            return attrs.evolve(job, result=result)
         if isinstance(job, FailedJob) and not isinstance(job.error, str):
             raise InvalidJobError(f"error must be a string, got {job.error!r}")
-        return job
+        return encode_job(job, self.registry, limit=self.max_payload)
+
+    def _decode(self, job: _J) -> _J:
+        """Return the caller's copy of a stored job."""
+        return decode_job(job, self.registry)
 
     def _recovery_delay(self, job: RunningJob[Any, Any]) -> float:
         return self.retry_policy.delay(job.metadata.retry_count)

@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 from collections.abc import Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import (
     DuplicateJobError,
@@ -99,6 +99,15 @@ class MemoryQueue(JobQueue):
     def _check_open(self) -> None:
         if self._closed:
             raise QueueClosedError("the queue is closed")
+
+    def _enter(self) -> None:
+        """Begin a call: refuse if closed, then apply what time has made due.
+
+        Every call does this, so no caller ever sees a job whose lease has
+        expired as running. It costs a heap peek when nothing is due.
+        """
+        self._check_open()
+        self._due(self.clock.now().timestamp())
 
     def _set(self, job: AnyJob, old: AnyJob | None) -> None:
         job_id = job.metadata.id
@@ -193,28 +202,33 @@ class MemoryQueue(JobQueue):
 
     # -- the contract ----------------------------------------------------------------------
 
+    # Stored jobs hold their values as JSON text and are immutable, so they
+    # are decoded into the caller's copies after the lock is released:
+    # decoding may run user code (attrs validators of registered classes).
+
     def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
-        stored, _ = self._prepare_new(job)
+        stored = self._encode_new(job)
         with self._lock:
-            self._check_open()
+            self._enter()
             if stored.metadata.id in self._jobs:
                 raise DuplicateJobError(stored.metadata.id)
             self._set(stored, None)
-        return stored
+        # The stored form holds text; the caller gets params of its own type back.
+        return cast("PendingJob[P]", self._decode(stored))
 
     def get_job(self, job_id: JobId | str) -> AnyJob | None:
         with self._lock:
-            self._check_open()
-            return self._jobs.get(job_id)
+            self._enter()
+            stored = self._jobs.get(job_id)
+        return None if stored is None else self._decode(stored)
 
     def update_job(
         self, job: AnyJob, old_status: str | None = None, *, claim: Any = None
     ) -> AnyJob:
-        submitted = self._prepare_update(job)
+        submitted = self._encode_update(job)
         expected = submitted.status if old_status is None else old_status
         with self._lock:
-            self._check_open()
-            self._due(self.clock.now().timestamp())
+            self._enter()
             stored = self._jobs.get(submitted.metadata.id)
             if stored is None:
                 raise JobNotFoundError(submitted.metadata.id)
@@ -223,7 +237,7 @@ class MemoryQueue(JobQueue):
                 self._jobs[new.metadata.id] = new  # progress: no index changes
             else:
                 self._set(new, stored)
-            return new
+        return self._decode(new)
 
     def poll_next_pending_job(
         self,
@@ -246,15 +260,16 @@ class MemoryQueue(JobQueue):
                     return None
                 now = self.clock.now().timestamp()
                 self._due(now)
+                claimed: RunningJob[Any, Any] | None = None
                 if predicate is None:
                     entry = self._best(wanted)
                     if entry is not None:
                         heapq.heappop(self._ready[self._jobs[entry[3]].metadata.type])
-                        return self._claim(entry[3], worker)
+                        claimed = self._claim(entry[3], worker)
                     candidates: list[PendingJob[Any]] = []
                 else:
                     candidates = self._candidates(wanted, rejected)
-                if not candidates:
+                if claimed is None and not candidates:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return None
@@ -269,12 +284,14 @@ class MemoryQueue(JobQueue):
                     finally:
                         self._waiters.remove(waiter)
                     continue
+            if claimed is not None:
+                return self._decode(claimed)
             # The predicate is user code: run it with no lock held.
             for candidate in candidates:
-                if predicate is not None and predicate(candidate):
+                if predicate is not None and predicate(self._decode(candidate)):
                     claimed = self._claim_if_pending(candidate, worker)
                     if claimed is not None:
-                        return claimed
+                        return self._decode(claimed)
                 else:
                     rejected.add(candidate.metadata.id)
 
@@ -307,7 +324,7 @@ class MemoryQueue(JobQueue):
 
     def _claim_if_pending(self, job: PendingJob[Any], worker: str) -> RunningJob[Any, Any] | None:
         with self._lock:
-            self._check_open()
+            self._enter()
             job_id = job.metadata.id
             # Still the very value the predicate saw, and still queued?
             if self._jobs.get(job_id) is not job or job_id not in self._entry:
@@ -316,17 +333,13 @@ class MemoryQueue(JobQueue):
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
         with self._lock:
-            self._check_open()
+            # An expired lease is recovered here before it could be renewed.
+            self._enter()
             job_id = job.metadata.id
             stored = self._jobs.get(job_id)
             if not isinstance(stored, RunningJob) or stored.claim.token != job.claim.token:
                 return False
-            now = self.clock.now().timestamp()
-            if self._lease_until[job_id] <= now:
-                # Expired but not yet recovered: recovery wins, so the claim is lost.
-                self._due(now)
-                return False
-            until = now + self.lease_duration
+            until = self.clock.now().timestamp() + self.lease_duration
             self._lease_until[job_id] = until
             heapq.heappush(self._leases, (until, next(self._seq), job_id))
             return True
@@ -342,7 +355,7 @@ class MemoryQueue(JobQueue):
     ) -> list[AnyJob]:
         self._check_list_args(status, limit, offset)
         with self._lock:
-            self._check_open()
+            self._enter()
             jobs = list(self._jobs.values())
         # Newest first; among equal times the later arrival first (the sort is stable).
         jobs.reverse()
@@ -354,11 +367,11 @@ class MemoryQueue(JobQueue):
             and (user_id is None or job.metadata.user_id == user_id)
         ]
         selected.sort(key=lambda job: job.metadata.created, reverse=True)
-        return selected[offset : offset + limit]
+        return [self._decode(job) for job in selected[offset : offset + limit]]
 
     def cancel_job(self, job_id: JobId | str) -> bool:
         with self._lock:
-            self._check_open()
+            self._enter()
             stored = self._jobs.get(job_id)
             if stored is None or not isinstance(stored, (PendingJob, RunningJob)):
                 return False
@@ -369,7 +382,7 @@ class MemoryQueue(JobQueue):
         if not retention_hours >= 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours!r}")
         with self._lock:
-            self._check_open()
+            self._enter()
             cutoff = self.clock.now().timestamp() - retention_hours * 3600
             old = [
                 job
@@ -384,7 +397,7 @@ class MemoryQueue(JobQueue):
 
     def get_stats(self) -> dict[str, int]:
         with self._lock:
-            self._check_open()
+            self._enter()
             return dict(self._counts)
 
     def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
@@ -392,16 +405,17 @@ class MemoryQueue(JobQueue):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
-                self._check_open()
+                self._enter()
                 job = self._jobs.get(job_id)
                 if job is None:
                     raise JobNotFoundError(job_id)
                 if job.status not in ("pending", "running"):
-                    return job
+                    break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeoutError(job_id, timeout or 0.0)
                 self._ended.wait(remaining)
+        return self._decode(job)
 
     def wake(self) -> None:
         with self._lock:
