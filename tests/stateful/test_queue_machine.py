@@ -1,0 +1,397 @@
+"""The queue and a single-step worker, driven against a model of the semantics.
+
+Everything runs in the test's thread: polls use ``timeout=0`` and the worker
+is stepped with ``run_once(timeout=0)``, so a failure replays exactly. The
+clock is a FakeClock; leases expire and scheduled jobs fall due only when a
+rule advances it.
+
+``QueueMachine`` knows nothing of a backend but ``make_queue``: a backend is
+checked by subclassing it with its own ``make_queue`` (see ``MemoryMachine``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+import jobworker as jw
+from jobworker import model
+from jobworker.testing import FakeClock
+
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+LEASE = 30.0
+POLICY = jw.RetryPolicy(base=1.0, factor=2.0, max_delay=8.0)
+# Jobs recovered from a lost worker are due at once, so a recovered job is
+# soon claimed again and the old holder's late writes get tested.
+RECOVERY = jw.RetryPolicy.immediate()
+TYPES = ("a", "b")
+
+
+class ScriptedWorker(jw.JobWorker):
+    """Does what the job's params say: ``ok``, ``raise`` or ``permanent``."""
+
+    def get_worker_name(self) -> str:
+        return "scripted"
+
+    def can_process_job(self, job: jw.AnyJob) -> bool:
+        return True
+
+    def execute_job(self, job: jw.AnyJob) -> Any:
+        behaviour = job.params["behaviour"]
+        if behaviour == "raise":
+            raise ValueError("scripted failure")
+        if behaviour == "permanent":
+            raise jw.PermanentJobError("scripted permanent failure")
+        return {"done": job.metadata.id}
+
+
+@attrs.define
+class ModelJob:
+    """What the model expects of one job."""
+
+    id: str
+    type: str
+    priority: int
+    created: dt.datetime
+    max_retries: int
+    behaviour: str
+    status: str = "pending"
+    retry_count: int = 0
+    run_after: dt.datetime | None = None
+    token: str | None = None
+    lease_until: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    attempts: int = 0
+
+
+class QueueMachine(RuleBasedStateMachine):
+    """The contract of DESIGN.md section 3, checked step by step."""
+
+    running = Bundle("running")
+
+    def make_queue(self, clock: FakeClock) -> jw.JobQueue:
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock(EPOCH)
+        self.queue = self.make_queue(self.clock)
+        self.worker_all = ScriptedWorker(self.queue, retry_policy=POLICY)
+        self.worker_a = ScriptedWorker(self.queue, retry_policy=POLICY, job_types={"a"})
+        self.jobs: dict[str, ModelJob] = {}
+        self.terminal: dict[str, jw.AnyJob] = {}
+        self.tokens: set[str] = set()
+        self.created = 0
+
+    def teardown(self) -> None:
+        self.queue.close()
+
+    # -- the model -----------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def recover_expired(self) -> None:
+        """Every queue call first recovers the jobs whose lease has expired."""
+        for job in self.jobs.values():
+            if job.status == "running" and job.lease_until <= self.now():
+                self.attempt_failed(job, RECOVERY.delay(job.retry_count))
+
+    def attempt_failed(self, job: ModelJob, delay: float, *, permanent: bool = False) -> None:
+        job.token = None
+        job.lease_until = None
+        if not permanent and job.retry_count < job.max_retries:
+            job.status = "pending"
+            job.retry_count += 1
+            job.run_after = self.now() + dt.timedelta(seconds=delay) if delay > 0 else None
+        else:
+            job.status = "failed"
+            job.ended_at = self.now()
+
+    def expected_claim(self, types: frozenset[str] | None) -> ModelJob | None:
+        ready = [
+            job
+            for job in self.jobs.values()
+            if job.status == "pending"
+            and (job.run_after is None or job.run_after <= self.now())
+            and (types is None or job.type in types)
+        ]
+        return min(ready, key=lambda job: (-job.priority, job.created), default=None)
+
+    def claimed(self, expected: ModelJob | None, got: jw.RunningJob[Any, Any] | None) -> None:
+        if expected is None:
+            assert got is None
+            return
+        assert got is not None
+        assert got.metadata.id == expected.id
+        assert got.claim.token not in self.tokens, "a claim token was issued twice"
+        self.tokens.add(got.claim.token)
+        expected.status = "running"
+        expected.token = got.claim.token
+        expected.lease_until = self.now() + dt.timedelta(seconds=LEASE)
+        expected.attempts += 1
+        assert expected.attempts <= 1 + expected.max_retries
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @initialize()
+    def start(self) -> None:
+        assert self.queue.get_stats() == dict.fromkeys(jw.STATUSES, 0)
+
+    @rule(
+        specs=st.lists(
+            st.tuples(
+                st.sampled_from(TYPES),
+                st.integers(-1, 1),
+                st.integers(0, 3),
+                st.sampled_from(["ok", "ok", "raise", "permanent"]),
+                st.sampled_from([0, 0, 5, 60]),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def create(self, specs: list[tuple[str, int, int, str, int]]) -> None:
+        self.recover_expired()
+        for job_type, priority, max_retries, behaviour, delay in specs:
+            self.created += 1
+            # Ids sort unlike creation order, so ordering by id would be caught.
+            job_id = f"job-{(self.created * 7919) % 10007:05d}"
+            # Strictly increasing created times make the expected order unique.
+            created = EPOCH + dt.timedelta(microseconds=self.created)
+            run_after = self.now() + dt.timedelta(seconds=delay) if delay else None
+            stored = self.queue.create_job(
+                jw.new_job(
+                    job_type,
+                    {"behaviour": behaviour},
+                    id=job_id,
+                    max_retries=max_retries,
+                    priority=priority,
+                    run_after=run_after,
+                    created=created,
+                )
+            )
+            assert stored.status == "pending"
+            self.jobs[job_id] = ModelJob(
+                id=job_id,
+                type=job_type,
+                priority=priority,
+                created=created,
+                max_retries=max_retries,
+                behaviour=behaviour,
+                run_after=run_after,
+            )
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def create_duplicate(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        before = self.queue.get_job(job_id)
+        with pytest.raises(jw.DuplicateJobError):
+            self.queue.create_job(jw.new_job("a", {"behaviour": "ok"}, id=job_id))
+        self.recover_expired()
+        assert self.queue.get_job(job_id) == before
+
+    @rule(bad=st.sampled_from([{1, 2}, float("nan"), object()]))
+    def create_unstorable(self, bad: object) -> None:
+        before = self.queue.get_stats()
+        with pytest.raises(jw.SerializationError):
+            self.queue.create_job(jw.new_job("a", {"value": bad}, id="never-stored"))
+        self.recover_expired()
+        assert self.queue.get_job("never-stored") is None
+        assert self.queue.get_stats() == before
+
+    @rule(target=running, types=st.sampled_from([None, ("a",), ("b",), ("a", "b")]))
+    def claim(self, types: tuple[str, ...] | None) -> Any:
+        wanted = None if types is None else frozenset(types)
+        self.recover_expired()
+        expected = self.expected_claim(wanted)
+        got = self.queue.poll_next_pending_job(types=types, worker="machine", timeout=0)
+        self.claimed(expected, got)
+        return got if got is not None else model.new_claim("nobody")
+
+    @rule(which=st.sampled_from(["all", "a"]))
+    def worker_step(self, which: str) -> None:
+        worker = self.worker_all if which == "all" else self.worker_a
+        self.recover_expired()
+        expected = self.expected_claim(None if which == "all" else frozenset({"a"}))
+        outcome = worker.run_once(timeout=0)
+        if expected is None:
+            assert outcome is None
+            return
+        assert outcome is not None
+        assert outcome.job.metadata.id == expected.id
+        expected.attempts += 1
+        assert expected.attempts <= 1 + expected.max_retries
+        if expected.behaviour == "ok":
+            assert outcome.status == "complete"
+            expected.status = "complete"
+            expected.ended_at = self.now()
+        else:
+            permanent = expected.behaviour == "permanent"
+            self.attempt_failed(expected, POLICY.delay(expected.retry_count), permanent=permanent)
+            assert outcome.status == ("retry" if expected.status == "pending" else "failed")
+
+    def _write(self, job: Any, new: jw.AnyJob) -> jw.AnyJob | None:
+        """update_job(new, "running") under *job*'s claim; None when the model says it fails."""
+        self.recover_expired()
+        mine = self.jobs.get(job.metadata.id)
+        if mine is None:  # ended and cleaned up since
+            with pytest.raises(jw.JobNotFoundError):
+                self.queue.update_job(new, "running", claim=job.claim)
+            return None
+        if mine.status != "running" or mine.token != job.claim.token:
+            with pytest.raises(jw.StaleJobError):
+                self.queue.update_job(new, "running", claim=job.claim)
+            return None
+        return self.queue.update_job(new, "running", claim=job.claim)
+
+    @rule(job=consumes(running), result=st.integers())
+    def complete(self, job: Any, result: int) -> None:
+        if not isinstance(job, jw.RunningJob):
+            return
+        stored = self._write(job, model.complete(job, result, now=self.now()))
+        if stored is not None:
+            assert jw.is_complete_job(stored) and stored.result == result
+            mine = self.jobs[job.metadata.id]
+            mine.status, mine.ended_at, mine.token = "complete", self.now(), None
+
+    @rule(job=consumes(running), delay=st.sampled_from([0.0, 2.0]))
+    def fail_or_retry(self, job: Any, delay: float) -> None:
+        if not isinstance(job, jw.RunningJob):
+            return
+        new = model.fail_or_retry(job, "ValueError: boom", now=self.now(), delay=delay)
+        stored = self._write(job, new)
+        if stored is not None:
+            self.attempt_failed(self.jobs[job.metadata.id], delay)
+            assert stored.status == self.jobs[job.metadata.id].status
+
+    @rule(job=running, percent=st.integers(0, 100))
+    def progress(self, job: Any, percent: int) -> None:
+        if not isinstance(job, jw.RunningJob):
+            return
+        self.recover_expired()
+        mine = self.jobs.get(job.metadata.id)
+        update = attrs.evolve(job, progress={"percentage": percent})
+        if mine is None:  # ended and cleaned up since
+            with pytest.raises(jw.JobNotFoundError):
+                self.queue.update_job(update)
+            return
+        if mine.status != "running" or mine.token != job.claim.token:
+            with pytest.raises(jw.StaleJobError):
+                self.queue.update_job(update)
+            return
+        stored = self.queue.update_job(update)
+        assert jw.is_running_job(stored) and stored.progress == {"percentage": percent}
+
+    @rule(job=running)
+    def renew(self, job: Any) -> None:
+        if not isinstance(job, jw.RunningJob):
+            return
+        self.recover_expired()
+        mine = self.jobs.get(job.metadata.id)
+        held = mine is not None and mine.status == "running" and mine.token == job.claim.token
+        assert self.queue.renew_lease(job) is held
+        if held:
+            assert mine is not None
+            mine.lease_until = self.now() + dt.timedelta(seconds=LEASE)
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        self.recover_expired()
+        mine = self.jobs[job_id]
+        cancellable = mine.status in ("pending", "running")
+        assert self.queue.cancel_job(job_id) is cancellable
+        if cancellable:
+            mine.status, mine.ended_at, mine.token = "cancelled", self.now(), None
+
+    @rule()
+    def cancel_missing(self) -> None:
+        assert self.queue.cancel_job("no-such-job") is False
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def stale_update(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        self.recover_expired()
+        before = self.queue.get_job(job_id)
+        assert before is not None
+        wrong = data.draw(st.sampled_from([s for s in jw.STATUSES if s != before.status]))
+        with pytest.raises(jw.StaleJobError):
+            self.queue.update_job(before, wrong)
+        assert self.queue.get_job(job_id) == before
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 10.0, 31.0, 31.0, 3600.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(hours=st.sampled_from([0, 1, 24]))
+    def cleanup(self, hours: int) -> None:
+        self.recover_expired()
+        cutoff = self.now() - dt.timedelta(hours=hours)
+        old = {
+            job.id
+            for job in self.jobs.values()
+            if job.ended_at is not None and job.ended_at < cutoff
+        }
+        assert self.queue.cleanup_old_jobs(retention_hours=hours) == len(old)
+        for job_id in old:
+            del self.jobs[job_id]
+            self.terminal.pop(job_id, None)
+            assert self.queue.get_job(job_id) is None
+
+    # -- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        self.recover_expired()
+        counts = dict.fromkeys(jw.STATUSES, 0)
+        for mine in self.jobs.values():
+            counts[mine.status] += 1
+            job = self.queue.get_job(mine.id)
+            assert job is not None, f"{mine.id} was lost"
+            assert job.status == mine.status, (mine, job)
+            meta = job.metadata
+            assert meta.retry_count == mine.retry_count
+            assert 0 <= meta.retry_count <= meta.max_retries
+            if jw.is_running_job(job):
+                assert job.claim.token == mine.token
+            if jw.is_pending_job(job):
+                assert meta.run_after == mine.run_after
+            if isinstance(job, (jw.CompleteJob, jw.FailedJob)):
+                assert job.started_at <= job.completed_at
+            if jw.is_failed_job(job):
+                assert job.error
+            if jw.is_terminal(job):
+                assert job.completed_at == mine.ended_at
+                # A terminal job never changes again.
+                assert self.terminal.setdefault(mine.id, job) == job
+        # Each job in exactly one state, and no job appears or vanishes.
+        assert self.queue.get_stats() == counts
+        assert len(self.queue.list_jobs(limit=10_000)) == len(self.jobs)
+
+
+class MemoryMachine(QueueMachine):
+    def make_queue(self, clock: FakeClock) -> jw.JobQueue:
+        return jw.MemoryQueue(clock=clock, lease_duration=LEASE, retry_policy=RECOVERY)
+
+
+# max_examples comes from the profile: 200 under CI.
+MemoryMachine.TestCase.settings = settings(stateful_step_count=50)
+TestMemoryQueue = MemoryMachine.TestCase

@@ -1,0 +1,123 @@
+"""Tests for jobworker.default: the process-wide default queue."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import jobworker as jw
+import jobworker.default
+from jobworker.testing import run_pending
+
+
+@pytest.fixture(autouse=True)
+def no_default_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Start every test with no default queue; close whatever a test left behind."""
+    monkeypatch.setattr(jobworker.default, "_queue", None)
+    yield
+    left = jobworker.default._queue
+    if left is not None:
+        left.close()
+
+
+def test_get_job_queue_before_initialize_raises() -> None:
+    with pytest.raises(jw.QueueNotInitializedError) as info:
+        jw.get_job_queue()
+
+    assert isinstance(info.value, jw.JobworkerError)
+    assert isinstance(info.value, RuntimeError)
+    assert "initialize_job_queue" in str(info.value)
+
+
+def test_initialize_returns_a_memory_queue_that_get_returns() -> None:
+    queue = jw.initialize_job_queue()
+
+    assert isinstance(queue, jw.MemoryQueue)
+    assert jw.get_job_queue() is queue
+    assert jobworker.default.get_job_queue() is queue
+    assert queue.get_stats()["pending"] == 0  # open and usable
+
+
+def test_initialize_with_a_given_queue() -> None:
+    mine = jw.MemoryQueue()
+
+    assert jw.initialize_job_queue(queue=mine) is mine
+    assert jw.get_job_queue() is mine
+
+
+@pytest.mark.parametrize("data_dir", ["./test-data", pathlib.Path("test-data")])
+def test_data_dir_is_not_implemented(data_dir: Any) -> None:
+    with pytest.raises(NotImplementedError):
+        jw.initialize_job_queue(data_dir=data_dir)
+
+    with pytest.raises(jw.QueueNotInitializedError):
+        jw.get_job_queue()
+
+
+def test_data_dir_leaves_the_previous_default_open() -> None:
+    first = jw.initialize_job_queue()
+
+    with pytest.raises(NotImplementedError):
+        jw.initialize_job_queue(data_dir="./test-data")
+
+    assert jw.get_job_queue() is first
+    assert first.get_stats()["pending"] == 0
+
+
+def test_reinitializing_closes_the_old_queue() -> None:
+    old = jw.initialize_job_queue()
+    new = jw.initialize_job_queue()
+
+    assert new is not old
+    assert jw.get_job_queue() is new
+    with pytest.raises(jw.QueueClosedError):
+        old.get_stats()
+    assert new.get_stats()["pending"] == 0
+
+
+def test_reinitializing_with_the_same_queue_keeps_it_open() -> None:
+    queue = jw.initialize_job_queue()
+
+    assert jw.initialize_job_queue(queue=queue) is queue
+    assert queue.get_stats()["pending"] == 0
+
+
+def test_the_default_is_shared_across_threads() -> None:
+    queue = jw.initialize_job_queue()
+    seen: list[jw.JobQueue] = []
+    thread = threading.Thread(target=lambda: seen.append(jw.get_job_queue()))
+
+    thread.start()
+    thread.join(5.0)
+
+    assert not thread.is_alive()
+    assert seen == [queue]
+    assert seen[0] is queue
+
+
+def test_the_guides_unit_test_flow() -> None:
+    class GenerationWorker(jw.JobWorker):
+        def get_worker_name(self) -> str:
+            return "GenerationWorker"
+
+        def can_process_job(self, job: jw.AnyJob) -> bool:
+            return job.metadata.type == "generation"
+
+        def execute_job(self, job: jw.AnyJob) -> dict[str, str]:
+            assert jw.is_running_job(job)
+            return {"resource_name": job.params["title"]}
+
+    jw.initialize_job_queue()
+    queue = jw.get_job_queue()
+    queue.create_job(jw.new_job("generation", {"title": "Test Article"}, id="test-1"))
+
+    outcomes = run_pending(GenerationWorker(queue))
+
+    assert [o.status for o in outcomes] == ["complete"]
+    job = queue.get_job(jw.job_id("test-1"))
+    assert job is not None and job.status == "complete"
+    assert job.result == {"resource_name": "Test Article"}
