@@ -1,0 +1,5 @@
+"""Run the ``jobworker`` command: ``python -m jobworker demo``."""
+
+from .cli import main
+
+raise SystemExit(main())
