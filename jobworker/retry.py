@@ -44,10 +44,12 @@ class RetryPolicy:
     5.0
     """
 
-    base: float = attrs.field(default=1.0, validator=_positive_or_zero)
-    factor: float = attrs.field(default=2.0, validator=_factor)
-    max_delay: float = attrs.field(default=300.0, validator=_positive_or_zero)
-    jitter: float = attrs.field(default=0.0, validator=_jitter)
+    # Floats, so that factor ** retry_count overflows (and is capped) at once
+    # instead of growing a huge integer.
+    base: float = attrs.field(default=1.0, converter=float, validator=_positive_or_zero)
+    factor: float = attrs.field(default=2.0, converter=float, validator=_factor)
+    max_delay: float = attrs.field(default=300.0, converter=float, validator=_positive_or_zero)
+    jitter: float = attrs.field(default=0.0, converter=float, validator=_jitter)
 
     @classmethod
     def immediate(cls) -> RetryPolicy:
