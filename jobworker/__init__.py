@@ -52,7 +52,7 @@ from .model import (
     new_job,
     user_id,
 )
-from .queues import JobQueue, MemoryQueue
+from .queues import JobQueue, MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .runner import Runner
 from .worker import JobOutcome, JobWorker, WorkerMetrics
@@ -94,6 +94,7 @@ __all__ = [
     "RetryPolicy",
     "Runner",
     "RunningJob",
+    "SQLiteQueue",
     "SerializationError",
     "StaleJobError",
     "SystemClock",

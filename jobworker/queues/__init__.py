@@ -2,5 +2,6 @@
 
 from .base import JobQueue
 from .memory import MemoryQueue
+from .sqlite import SQLiteQueue
 
-__all__ = ["JobQueue", "MemoryQueue"]
+__all__ = ["JobQueue", "MemoryQueue", "SQLiteQueue"]

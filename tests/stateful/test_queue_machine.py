@@ -12,6 +12,8 @@ checked by subclassing it with its own ``make_queue`` (see ``MemoryMachine``).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from typing import Any
 
 import attrs
@@ -392,6 +394,19 @@ class MemoryMachine(QueueMachine):
         return jw.MemoryQueue(clock=clock, lease_duration=LEASE, retry_policy=RECOVERY)
 
 
+class SQLiteMachine(QueueMachine):
+    def make_queue(self, clock: FakeClock) -> jw.JobQueue:
+        self.tmp = tempfile.TemporaryDirectory()
+        path = os.path.join(self.tmp.name, "jobs.sqlite3")
+        return jw.SQLiteQueue(path, clock=clock, lease_duration=LEASE, retry_policy=RECOVERY)
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.tmp.cleanup()
+
+
 # max_examples comes from the profile: 200 under CI.
 MemoryMachine.TestCase.settings = settings(stateful_step_count=50)
+SQLiteMachine.TestCase.settings = settings(stateful_step_count=50)
 TestMemoryQueue = MemoryMachine.TestCase
+TestSQLiteQueue = SQLiteMachine.TestCase

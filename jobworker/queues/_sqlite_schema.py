@@ -1,0 +1,92 @@
+"""The SQLite schema of SQLiteQueue, its version, and forward migrations.
+
+The version lives in ``jobworker_meta``; each migration moves the schema up
+by one and runs in the same transaction as the version bump, so a crash
+leaves either the old schema or the new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+from ..errors import BackendError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        """
+        CREATE TABLE jobworker_jobs (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            created_us INTEGER NOT NULL,
+            retry_count INTEGER NOT NULL,
+            max_retries INTEGER NOT NULL,
+            run_after_us INTEGER,
+            params TEXT NOT NULL,
+            progress TEXT,
+            result TEXT,
+            error TEXT,
+            started_us INTEGER,
+            completed_us INTEGER,
+            claim_token TEXT,
+            claim_worker TEXT,
+            lease_until_us INTEGER
+        )
+        """,
+        # Claims: the best ready job of one type, or of any type, read in index order.
+        """
+        CREATE INDEX jobworker_jobs_ready_type
+        ON jobworker_jobs (type, priority DESC, created_us) WHERE status = 'pending'
+        """,
+        """
+        CREATE INDEX jobworker_jobs_ready
+        ON jobworker_jobs (priority DESC, created_us) WHERE status = 'pending'
+        """,
+        # Recovery: running jobs by lease expiry.
+        """
+        CREATE INDEX jobworker_jobs_lease
+        ON jobworker_jobs (lease_until_us) WHERE status = 'running'
+        """,
+        "CREATE INDEX jobworker_jobs_created ON jobworker_jobs (created_us)",
+        "CREATE INDEX jobworker_jobs_status ON jobworker_jobs (status, completed_us)",
+    ),
+}
+
+#: The schema version this release writes.
+SCHEMA_VERSION: Final = max(_MIGRATIONS)
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM jobworker_meta WHERE key = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION` inside the caller's transaction.
+
+    Returns the version found before migrating (0 for a new database).
+
+    :raises BackendError: the database was written by a newer release.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS jobworker_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+    found = _version(conn)
+    if found > SCHEMA_VERSION:
+        raise BackendError(
+            f"the database has jobworker schema version {found}; this release knows "
+            f"up to {SCHEMA_VERSION}: upgrade jobworker"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[version]:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT OR REPLACE INTO jobworker_meta (key, value) VALUES ('schema_version', ?)",
+            (str(version),),
+        )
+    return found
