@@ -117,9 +117,12 @@ class _Heartbeat:
         self._thread.start()
 
     def track(self, job: RunningJob[Any, Any] | None) -> None:
+        # No notify: the heartbeat ticks on its own interval and renews
+        # whatever job is current then, so starting and ending a job costs
+        # no thread switch. A job's first renewal comes within one interval,
+        # well inside its lease of three.
         with self._cond:
             self._job = job
-            self._cond.notify()
 
     def close(self) -> None:
         with self._cond:
@@ -131,21 +134,19 @@ class _Heartbeat:
             self._thread.join(timeout)
 
     def _next_renewal(self) -> RunningJob[Any, Any] | None:
-        """Wait until the current job is due for renewal; ``None`` once closed."""
+        """Wait for the next tick with a current job; ``None`` once closed."""
         with self._cond:
             while True:
-                while not self._closed and self._job is None:
-                    self._cond.wait()
-                job = self._job
-                if self._closed or job is None:
-                    return None
                 deadline = time.monotonic() + self._interval
-                while not self._closed and self._job is job:
+                while not self._closed:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        return job
+                        break
                     self._cond.wait(remaining)
-                # Closed, or another job (or none) came: its own interval starts now.
+                if self._closed:
+                    return None
+                if self._job is not None:
+                    return self._job
 
     def _run(self) -> None:
         while (job := self._next_renewal()) is not None:
