@@ -13,8 +13,12 @@ import threading
 from .errors import QueueNotInitializedError
 from .queues.base import JobQueue
 from .queues.memory import MemoryQueue
+from .queues.sqlite import SQLiteQueue
 
 __all__ = ["get_job_queue", "initialize_job_queue"]
+
+#: The database file ``initialize_job_queue(data_dir=...)`` uses.
+DATABASE_NAME = "jobs.sqlite3"
 
 _lock = threading.Lock()
 _queue: JobQueue | None = None  # guarded by _lock
@@ -25,19 +29,23 @@ def initialize_job_queue(
 ) -> JobQueue:
     """Set and return the process-wide default queue.
 
-    With *queue*, that queue; with neither argument, a new :class:`MemoryQueue`.
-    A previous default is closed and replaced.
+    With *queue*, that queue; with *data_dir*, a :class:`SQLiteQueue` in
+    ``data_dir/jobs.sqlite3`` (the directory is created with mode 0700 if
+    missing); with neither, a new :class:`MemoryQueue`. A previous default is
+    closed and replaced.
 
-    :raises NotImplementedError: *data_dir* was given; the durable backend it
-        needs is not part of this release.
+    :raises ValueError: both *queue* and *data_dir* were given.
     """
     global _queue
-    if data_dir is not None:
-        raise NotImplementedError(
-            "initialize_job_queue(data_dir=...) needs the durable SQLite backend, "
-            "which this release does not include yet; pass queue= or nothing"
-        )
-    new = queue if queue is not None else MemoryQueue()
+    if queue is not None and data_dir is not None:
+        raise ValueError("pass queue= or data_dir=, not both")
+    if queue is not None:
+        new = queue
+    elif data_dir is not None:
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        new = SQLiteQueue(os.path.join(data_dir, DATABASE_NAME))
+    else:
+        new = MemoryQueue()
     with _lock:
         old, _queue = _queue, new
     if old is not None and old is not new:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pathlib
+import stat
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -49,20 +49,28 @@ def test_initialize_with_a_given_queue() -> None:
     assert jw.get_job_queue() is mine
 
 
-@pytest.mark.parametrize("data_dir", ["./test-data", pathlib.Path("test-data")])
-def test_data_dir_is_not_implemented(data_dir: Any) -> None:
-    with pytest.raises(NotImplementedError):
-        jw.initialize_job_queue(data_dir=data_dir)
+@pytest.mark.parametrize("as_path", [False, True], ids=["str", "Path"])
+def test_data_dir_makes_a_durable_queue(tmp_path: pathlib.Path, as_path: bool) -> None:
+    data_dir = tmp_path / "test-data"
+    queue = jw.initialize_job_queue(data_dir=data_dir if as_path else str(data_dir))
 
-    with pytest.raises(jw.QueueNotInitializedError):
-        jw.get_job_queue()
+    assert isinstance(queue, jw.SQLiteQueue)
+    assert jw.get_job_queue() is queue
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    queue.create_job(jw.new_job("t", {"kept": True}, id="durable"))
+    queue.close()
+    # A new queue on the same directory sees the job: it was stored on disk.
+    again = jw.initialize_job_queue(data_dir=data_dir)
+    kept = again.get_job("durable")
+    assert kept is not None and kept.params == {"kept": True}
+    again.close()
 
 
-def test_data_dir_leaves_the_previous_default_open() -> None:
+def test_queue_and_data_dir_together_are_refused(tmp_path: pathlib.Path) -> None:
     first = jw.initialize_job_queue()
 
-    with pytest.raises(NotImplementedError):
-        jw.initialize_job_queue(data_dir="./test-data")
+    with pytest.raises(ValueError, match="not both"):
+        jw.initialize_job_queue(queue=jw.MemoryQueue(), data_dir=tmp_path)
 
     assert jw.get_job_queue() is first
     assert first.get_stats()["pending"] == 0
