@@ -13,11 +13,13 @@ no database call is made with it held.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from typing import Any, Final, Literal, TypeVar, cast
@@ -109,7 +111,9 @@ class SQLiteQueue(JobQueue):
         self.synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []  # guarded by _cond
+        # One per thread that used the queue; a thread's connection closes
+        # when the thread ends (its holder is collected) or at close().
+        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()  # guarded by _cond
         self._cond = threading.Condition()
         self._generation = 0  # guarded by _cond: bumped when a job becomes ready here
         self._closed = False  # guarded by _cond
@@ -125,26 +129,36 @@ class SQLiteQueue(JobQueue):
     # -- connections and transactions -------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        with self._cond:
-            if self._closed:
-                raise QueueClosedError("the queue is closed")
+        self._check_open()
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is not None and holder.pid == os.getpid():
+            return holder.conn
+        # First use in this thread, or in a forked child: SQLite connections
+        # must not cross a fork, so the child opens its own.
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open {self.path!r}: {exc}") from exc
+        try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as exc:
+            conn.close()
             raise BackendError(f"cannot open {self.path!r} as an SQLite database: {exc}") from exc
         if mode != "wal":
             conn.close()
             raise BackendError(f"{self.path!r} cannot use the WAL journal (got {mode!r})")
+        holder = _Holder(conn)
         with self._cond:
-            self._conns.append(conn)
-        self._local.conn = conn
+            self._holders.add(holder)
+        try:
+            self._check_open()  # close() may have run meanwhile
+        except QueueClosedError:
+            conn.close()
+            raise
+        self._local.holder = holder
         return conn
 
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -152,23 +166,36 @@ class SQLiteQueue(JobQueue):
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise BackendError(f"cannot start a write on {self.path!r}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._error("cannot start a write", exc) from exc
         try:
             result = body(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                # A failed rollback must not hide the error that caused it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise BackendError(f"write on {self.path!r} failed: {exc}") from exc
+                raise self._error("write failed", exc) from exc
             raise
         return result
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _check_open(self) -> None:
+        # A plain read of a bool that is set once and never cleared.
+        if self._closed:
+            raise QueueClosedError("the queue is closed")
+
+    def _error(self, what: str, exc: sqlite3.Error) -> Exception:
+        if self._closed:
+            return QueueClosedError("the queue is closed")
+        return BackendError(f"{what} on {self.path!r}: {exc}")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise BackendError(f"read from {self.path!r} failed: {exc}") from exc
+            raise self._error("read failed", exc) from exc
 
     def _now_us(self) -> int:
         return to_us(self.clock.now())
@@ -413,7 +440,7 @@ class SQLiteQueue(JobQueue):
             try:
                 rows = self._ready_rows(conn, job_type, now, after, _PAGE)
             except sqlite3.Error as exc:
-                raise BackendError(f"read from {self.path!r} failed: {exc}") from exc
+                raise self._error("read failed", exc) from exc
             yield from rows
             if len(rows) < _PAGE:
                 return
@@ -543,11 +570,30 @@ class SQLiteQueue(JobQueue):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+            holders = list(self._holders)
+        for holder in holders:
+            holder.conn.close()
 
 
 def _order_key(row: Any) -> tuple[int, int, int]:
-    """Claim order of a row: priority (higher first), created, then arrival (rowid)."""
-    return (-row[4], row[5], row[-1])
+    """Claim order of a row: priority (higher first), created, then arrival (rowid).
+
+    A malformed value sorts as 0 here; claiming the row sets it aside.
+    """
+    priority, created = row[4], row[5]
+    return (
+        -priority if isinstance(priority, int) else 0,
+        created if isinstance(created, int) else 0,
+        row[-1],
+    )
+
+
+class _Holder:
+    """A thread's connection; closing it when the thread's storage is collected."""
+
+    __slots__ = ("__weakref__", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+        weakref.finalize(self, conn.close)
