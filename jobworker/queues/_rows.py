@@ -1,4 +1,4 @@
-"""Rows of ``jobworker_jobs`` <-> jobs in their stored form (values as JSON text).
+"""Rows of the jobs table <-> jobs in their stored form (values as JSON text).
 
 Times are stored as integer microseconds since the Unix epoch: exact, and
 ordered by the indexes. A row that does not make a valid job is turned into
