@@ -5,6 +5,8 @@ pending -> running -> complete / failed, with retries, progress, leases,
 graceful stop and crash recovery.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .clock import Clock, SystemClock
 from .default import get_job_queue, initialize_job_queue
 from .errors import (
@@ -55,9 +57,23 @@ from .model import (
 from .queues import JobQueue, MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .runner import Runner
+from .urls import open_queue
 from .worker import JobOutcome, JobWorker, WorkerMetrics
 
+if TYPE_CHECKING:
+    from .queues.postgres import PostgresQueue
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresQueue needs psycopg, an optional dependency: import it on first use.
+    if name == "PostgresQueue":
+        from .queues.postgres import PostgresQueue  # noqa: PLC0415
+
+        return PostgresQueue
+    raise AttributeError(f"module 'jobworker' has no attribute {name!r}")
+
 
 __all__ = [
     "STATUSES",
@@ -88,6 +104,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PendingJob",
     "PermanentJobError",
+    "PostgresQueue",
     "QueueClosedError",
     "QueueNotInitializedError",
     "RetryJobError",
@@ -114,5 +131,6 @@ __all__ = [
     "is_terminal",
     "job_id",
     "new_job",
+    "open_queue",
     "user_id",
 ]

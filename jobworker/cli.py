@@ -1,4 +1,4 @@
-"""The ``jobworker`` command line: ``jobworker demo`` for now.
+"""The ``jobworker`` command line: ``demo`` and ``migrate``.
 
 Each subcommand is a subparser with a handler; ``main`` parses and dispatches.
 Bad arguments print one line and exit with status 2.
@@ -13,6 +13,8 @@ from typing import NoReturn
 
 from . import __version__
 from .demo import run_demo
+from .errors import JobworkerError
+from .urls import open_queue
 
 __all__ = ["build_parser", "main"]
 
@@ -116,6 +118,38 @@ def _add_demo(subcommands: argparse._SubParsersAction[_Parser]) -> None:
     parser.set_defaults(handler=_demo)
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the tables of a durable queue; 1 with one line if it fails."""
+    options = {}
+    if args.url.startswith(("postgresql://", "postgres://")):
+        options = {"schema": args.schema, "prefix": args.prefix, "migrate": True, "notify": False}
+    try:
+        queue = open_queue(args.url, **options)
+    except (JobworkerError, ValueError, ImportError) as exc:
+        print(f"jobworker migrate: {exc}", file=sys.stderr)
+        return 1
+    queue.close()
+    print(f"jobworker migrate: {args.url.split('@')[-1]} is at the current schema")
+    return 0
+
+
+def _add_migrate(subcommands: argparse._SubParsersAction[_Parser]) -> None:
+    parser = subcommands.add_parser(
+        "migrate",
+        help="create or upgrade the tables of a durable queue",
+        description=(
+            "Create the tables of a durable queue, or bring them up to this release's "
+            "schema. Safe to run again, and from several processes at once."
+        ),
+    )
+    parser.add_argument("url", help="sqlite:///PATH or postgresql://...")
+    parser.add_argument("--schema", default="public", help="PostgreSQL schema (default: public)")
+    parser.add_argument(
+        "--prefix", default="jobworker_", help="table name prefix (default: jobworker_)"
+    )
+    parser.set_defaults(handler=_migrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``jobworker`` command and its subcommands."""
     parser = _Parser(prog="jobworker", description="jobworker: a threaded job queue library.")
@@ -124,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", dest="command", required=True, metavar="COMMAND"
     )
     _add_demo(subcommands)
+    _add_migrate(subcommands)
     return parser
 
 

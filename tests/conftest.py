@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -28,6 +29,50 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+#: The PostgreSQL server the tests use; each test works in a schema of its own.
+POSTGRES_DSN = os.environ.get(
+    "JOBWORKER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def require_postgres() -> str:
+    """Return the test server's DSN; skip without a server, but fail under CI.
+
+    Under ``CI`` a missing server is a broken install, which a skip would hide.
+    """
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # broad: any reason the server is unusable
+        message = f"PostgreSQL is not reachable at the test DSN: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_DSN
+
+
+def new_schema() -> str:
+    """Return a fresh schema name for one test (dropped by drop_schema)."""
+    return f"jwtest_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """``(dsn, schema)`` of a fresh schema on the test server, dropped afterwards."""
+    dsn = require_postgres()
+    schema = new_schema()
+    yield dsn, schema
+    drop_schema(schema)
 
 
 @pytest.fixture

@@ -114,9 +114,12 @@ class SQLQueue(JobQueue):
             self._queries[template] = sql
         return sql
 
-    def _check_open(self) -> None:
+    def _is_closed(self) -> bool:
         # A plain read of a bool that is set once and never cleared.
-        if self._closed:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._is_closed():
             raise QueueClosedError("the queue is closed")
 
     def _now_us(self) -> int:

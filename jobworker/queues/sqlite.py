@@ -74,7 +74,12 @@ class SQLiteQueue(SQLQueue):
         if not os.path.exists(self.path):
             # Created here so that its mode, not the umask alone, decides; SQLite
             # gives the -wal and -shm files the mode of the database file.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass  # another process created it first: that is fine
+            except OSError as exc:
+                raise BackendError(f"cannot create {self.path!r}: {exc}") from exc
         self._write(migrate)
 
     def __repr__(self) -> str:

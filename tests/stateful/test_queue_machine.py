@@ -11,10 +11,11 @@ checked by subclassing it with its own ``make_queue`` (see ``MemoryMachine``).
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -33,6 +34,7 @@ from hypothesis.stateful import (
 import jobworker as jw
 from jobworker import model
 from jobworker.testing import FakeClock
+from tests.conftest import drop_schema, new_schema, require_postgres
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 LEASE = 30.0
@@ -405,8 +407,37 @@ class SQLiteMachine(QueueMachine):
         self.tmp.cleanup()
 
 
+class PostgresMachine(QueueMachine):
+    # One schema for every example, emptied before each: DDL per example
+    # would make the machine several times slower.
+    schema: ClassVar[str | None] = None
+
+    def make_queue(self, clock: FakeClock) -> jw.JobQueue:
+        from jobworker.queues.postgres import PostgresQueue
+
+        dsn = require_postgres()
+        cls = type(self)
+        if cls.schema is None:
+            cls.schema = new_schema()
+            atexit.register(drop_schema, cls.schema)
+        queue = PostgresQueue(
+            dsn,
+            schema=cls.schema,
+            migrate=True,
+            notify=False,
+            pool_size=2,
+            clock=clock,
+            lease_duration=LEASE,
+            retry_policy=RECOVERY,
+        )
+        queue._write(lambda tx: tx.execute(f"TRUNCATE {queue.names.jobs}"))
+        return queue
+
+
 # max_examples comes from the profile: 200 under CI.
 MemoryMachine.TestCase.settings = settings(stateful_step_count=50)
 SQLiteMachine.TestCase.settings = settings(stateful_step_count=50)
 TestMemoryQueue = MemoryMachine.TestCase
+PostgresMachine.TestCase.settings = settings(stateful_step_count=50)
 TestSQLiteQueue = SQLiteMachine.TestCase
+TestPostgresQueue = PostgresMachine.TestCase
