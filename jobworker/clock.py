@@ -10,7 +10,23 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "utcnow"]
+__all__ = ["Clock", "SystemClock", "from_us", "to_us", "utcnow"]
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_US = _dt.timedelta(microseconds=1)
+
+
+def to_us(value: _dt.datetime) -> int:
+    """Return the microseconds since the Unix epoch of an aware datetime, exactly.
+
+    Backends compare and index times as these integers: no float rounding.
+    """
+    return (value - _EPOCH) // _US
+
+
+def from_us(value: int) -> _dt.datetime:
+    """Return the aware UTC datetime *value* microseconds after the Unix epoch."""
+    return _EPOCH + _dt.timedelta(microseconds=value)
 
 
 def utcnow() -> _dt.datetime:

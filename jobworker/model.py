@@ -50,6 +50,7 @@ __all__ = [
     "UserId",
     "apply_update",
     "cancel",
+    "clean_text",
     "complete",
     "describe_error",
     "fail",
@@ -121,29 +122,48 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: Integers a job carries (counts, priority) fit a 32-bit signed column.
+INT_MIN: Final = -(2**31)
+INT_MAX: Final = 2**31 - 1
+
+
+def _check_text(name: str, value: object, *, empty: bool) -> None:
+    if not isinstance(value, str) or (not empty and not value):
+        kind = "a string" if empty else "a non-empty string"
+        raise InvalidJobError(f"metadata.{name} must be {kind}, got {value!r}")
+    # Every store takes UTF-8 text without NUL characters.
+    if "\x00" in value:
+        raise InvalidJobError(f"metadata.{name} must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidJobError(f"metadata.{name} is not valid Unicode: {value!r}") from None
+
+
 def _check_metadata(meta: JobMetadata) -> None:
     """Raise :class:`InvalidJobError` unless *meta* is consistent."""
-    if not isinstance(meta.id, str) or not meta.id:
-        raise InvalidJobError(f"metadata.id must be a non-empty string, got {meta.id!r}")
-    if not isinstance(meta.type, str) or not meta.type:
-        raise InvalidJobError(f"metadata.type must be a non-empty string, got {meta.type!r}")
-    if not isinstance(meta.user_id, str):
-        raise InvalidJobError(f"metadata.user_id must be a string, got {meta.user_id!r}")
+    _check_text("id", meta.id, empty=False)
+    _check_text("type", meta.type, empty=False)
+    _check_text("user_id", meta.user_id, empty=True)
     if not _is_aware(meta.created):
         raise InvalidJobError(
             f"metadata.created must be a timezone-aware datetime, got {meta.created!r}"
         )
     for name in ("retry_count", "max_retries"):
         value = getattr(meta, name)
-        if not _is_int(value) or value < 0:
-            raise InvalidJobError(f"metadata.{name} must be an int >= 0, got {value!r}")
+        if not _is_int(value) or not 0 <= value <= INT_MAX:
+            raise InvalidJobError(
+                f"metadata.{name} must be an int from 0 to {INT_MAX}, got {value!r}"
+            )
     if meta.retry_count > meta.max_retries:
         raise InvalidJobError(
             f"metadata.retry_count ({meta.retry_count}) exceeds "
             f"metadata.max_retries ({meta.max_retries})"
         )
-    if not _is_int(meta.priority):
-        raise InvalidJobError(f"metadata.priority must be an int, got {meta.priority!r}")
+    if not _is_int(meta.priority) or not INT_MIN <= meta.priority <= INT_MAX:
+        raise InvalidJobError(
+            f"metadata.priority must be an int from {INT_MIN} to {INT_MAX}, got {meta.priority!r}"
+        )
     if meta.run_after is not None and not _is_aware(meta.run_after):
         raise InvalidJobError(
             f"metadata.run_after must be a timezone-aware datetime or None, got {meta.run_after!r}"
@@ -216,7 +236,7 @@ _tokens = _TokenSource()
 
 def new_claim(worker: str) -> Claim:
     """Return a fresh claim for an attempt by *worker*, with a token never issued before."""
-    return Claim(token=_tokens.next(), worker=worker)
+    return Claim(token=_tokens.next(), worker=clean_text(worker))
 
 
 @attrs.frozen
@@ -361,9 +381,18 @@ def new_job(
     )
 
 
+def clean_text(text: str) -> str:
+    """Return *text* with NUL characters and lone surrogates replaced.
+
+    For free text jobworker stores on the caller's behalf (errors, worker
+    names), which every store must take.
+    """
+    return text.replace("\x00", "\ufffd").encode(errors="replace").decode()
+
+
 def describe_error(exc: BaseException) -> str:
-    """Return ``"Type: message"`` for *exc*, cut to a bounded length."""
-    text = f"{type(exc).__name__}: {exc}"
+    """Return ``"Type: message"`` for *exc*, cut to a bounded length, storable anywhere."""
+    text = clean_text(f"{type(exc).__name__}: {exc}")
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 3] + "..."
     return text

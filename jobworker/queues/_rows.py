@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 from typing import Any, Final
 
+from ..clock import from_us, to_us
 from ..model import (
     AnyJob,
     CancelledJob,
@@ -46,19 +47,6 @@ MUTABLE: Final = (
     "started_us, completed_us, claim_token, claim_worker"
 )
 N_COLUMNS: Final = 17
-
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_US: Final = _dt.timedelta(microseconds=1)
-
-
-def to_us(value: _dt.datetime) -> int:
-    """Return microseconds since the epoch of an aware datetime, exactly."""
-    return (value - _EPOCH) // _US
-
-
-def from_us(value: int) -> _dt.datetime:
-    """Return the aware UTC datetime *value* microseconds after the epoch."""
-    return _EPOCH + _dt.timedelta(microseconds=value)
 
 
 def _us_or_none(value: _dt.datetime | None) -> int | None:

@@ -350,7 +350,7 @@ class SQLQueue(JobQueue):
         """
         self._recover_if_due()
         now = self._now_us()
-        streams = [self._stream(t, now) for t in (wanted if wanted else [None])]
+        streams = [self._stream(t, now) for t in (wanted if wanted is not None else [None])]
         for row in heapq.merge(*streams, key=order_key):
             job = self._decode_row(row)
             if not isinstance(job, PendingJob) or not predicate(job):

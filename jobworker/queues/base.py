@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
+import attrs
+
 from ..clock import Clock, SystemClock
 from ..errors import InvalidJobError
 from ..jobtypes import JobTypeRegistry
@@ -21,6 +23,7 @@ from ..model import (
     JobId,
     PendingJob,
     RunningJob,
+    clean_text,
     validate_job,
 )
 from ..retry import RetryPolicy
@@ -203,8 +206,10 @@ class JobQueue(abc.ABC):
     def _encode_update(self, job: AnyJob) -> AnyJob:
         """Validate a job for ``update_job``; return its stored form (values as JSON text)."""
         validate_job(job)
-        if isinstance(job, FailedJob) and not isinstance(job.error, str):
-            raise InvalidJobError(f"error must be a string, got {job.error!r}")
+        if isinstance(job, FailedJob):
+            if not isinstance(job.error, str):
+                raise InvalidJobError(f"error must be a string, got {job.error!r}")
+            job = attrs.evolve(job, error=clean_text(job.error))
         return encode_job(job, self.registry, limit=self.max_payload)
 
     def _decode(self, job: _J) -> _J:

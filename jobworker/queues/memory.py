@@ -19,6 +19,7 @@ import time
 from collections.abc import Collection
 from typing import Any, TypeVar, cast
 
+from ..clock import from_us, to_us
 from ..errors import (
     DuplicateJobError,
     JobNotFoundError,
@@ -48,7 +49,7 @@ __all__ = ["MemoryQueue"]
 P = TypeVar("P")
 
 # (-priority, created timestamp, sequence, job id)
-_ReadyEntry = tuple[int, float, int, str]
+_ReadyEntry = tuple[int, int, int, str]
 
 
 class _Waiter:
@@ -84,11 +85,12 @@ class MemoryQueue(JobQueue):
         self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)  # guarded
         self._entry: dict[str, int] = {}  # guarded: job id -> live heap sequence
         self._ready: dict[str, list[_ReadyEntry]] = {}  # guarded: type -> heap
-        self._scheduled: list[tuple[float, int, str]] = []  # guarded
-        self._leases: list[tuple[float, int, str]] = []  # guarded
-        self._lease_until: dict[str, float] = {}  # guarded: running id -> deadline
+        self._scheduled: list[tuple[int, int, str]] = []  # guarded
+        self._leases: list[tuple[int, int, str]] = []  # guarded
+        self._lease_until: dict[str, int] = {}  # guarded: running id -> deadline
         self._waiters: list[_Waiter] = []  # guarded
         self._closed = False  # guarded
+        self._lease_us = round(self.lease_duration * 1_000_000)
         self._seq = itertools.count()  # thread-safe in CPython; used under the lock
 
     def __repr__(self) -> str:
@@ -107,7 +109,7 @@ class MemoryQueue(JobQueue):
         expired as running. It costs a heap peek when nothing is due.
         """
         self._check_open()
-        self._due(self.clock.now().timestamp())
+        self._due(to_us(self.clock.now()))
 
     def _set(self, job: AnyJob, old: AnyJob | None) -> None:
         job_id = job.metadata.id
@@ -128,11 +130,11 @@ class MemoryQueue(JobQueue):
         seq = next(self._seq)
         self._entry[meta.id] = seq
         if meta.run_after is not None and meta.run_after > self.clock.now():
-            heapq.heappush(self._scheduled, (meta.run_after.timestamp(), seq, meta.id))
+            heapq.heappush(self._scheduled, (to_us(meta.run_after), seq, meta.id))
             # A sleeping poll must recompute how long to wait.
             self._notify(None)
             return
-        self._push_ready(meta.type, (-meta.priority, meta.created.timestamp(), seq, meta.id))
+        self._push_ready(meta.type, (-meta.priority, to_us(meta.created), seq, meta.id))
 
     def _push_ready(self, job_type: str, entry: _ReadyEntry) -> None:
         heap = self._ready.get(job_type)
@@ -146,14 +148,14 @@ class MemoryQueue(JobQueue):
             if job_type is None or waiter.types is None or job_type in waiter.types:
                 waiter.cond.notify()
 
-    def _due(self, now: float) -> None:
+    def _due(self, now: int) -> None:
         """Move due scheduled jobs to the ready heaps; recover expired leases."""
         scheduled = self._scheduled
         while scheduled and scheduled[0][0] <= now:
             _, seq, job_id = heapq.heappop(scheduled)
             if self._entry.get(job_id) == seq:
                 meta = self._jobs[job_id].metadata
-                self._push_ready(meta.type, (-meta.priority, meta.created.timestamp(), seq, job_id))
+                self._push_ready(meta.type, (-meta.priority, to_us(meta.created), seq, job_id))
         leases = self._leases
         while leases and leases[0][0] <= now:
             _, _, job_id = heapq.heappop(leases)
@@ -162,14 +164,14 @@ class MemoryQueue(JobQueue):
                 job = self._jobs[job_id]
                 assert isinstance(job, RunningJob)
                 recovered = fail_or_retry(
-                    job, WORKER_LOST, now=self.clock.now(), delay=self._recovery_delay(job)
+                    job, WORKER_LOST, now=from_us(now), delay=self._recovery_delay(job)
                 )
                 self._set(recovered, job)
 
-    def _next_wake(self, now: float) -> float | None:
+    def _next_wake(self, now: int) -> float | None:
         """Seconds until the next scheduled job or lease expiry, if any."""
         times = [heap[0][0] for heap in (self._scheduled, self._leases) if heap]
-        return max(0.0, min(times) - now) if times else None
+        return max(0.0, (min(times) - now) / 1_000_000) if times else None
 
     def _head(self, job_type: str) -> _ReadyEntry | None:
         heap = self._ready.get(job_type)
@@ -195,7 +197,7 @@ class MemoryQueue(JobQueue):
         now = self.clock.now()
         running: RunningJob[Any, Any] = start(pending, claim=new_claim(worker), now=now)
         self._set(running, pending)
-        until = now.timestamp() + self.lease_duration
+        until = to_us(now) + self._lease_us
         self._lease_until[job_id] = until
         heapq.heappush(self._leases, (until, next(self._seq), job_id))
         return running
@@ -258,7 +260,7 @@ class MemoryQueue(JobQueue):
                 self._check_open()
                 if stop_event is not None and stop_event.is_set():
                     return None
-                now = self.clock.now().timestamp()
+                now = to_us(self.clock.now())
                 self._due(now)
                 claimed: RunningJob[Any, Any] | None = None
                 if predicate is None:
@@ -339,7 +341,7 @@ class MemoryQueue(JobQueue):
             stored = self._jobs.get(job_id)
             if not isinstance(stored, RunningJob) or stored.claim.token != job.claim.token:
                 return False
-            until = self.clock.now().timestamp() + self.lease_duration
+            until = to_us(self.clock.now()) + self._lease_us
             self._lease_until[job_id] = until
             heapq.heappush(self._leases, (until, next(self._seq), job_id))
             return True
@@ -383,12 +385,12 @@ class MemoryQueue(JobQueue):
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours!r}")
         with self._lock:
             self._enter()
-            cutoff = self.clock.now().timestamp() - retention_hours * 3600
+            cutoff = to_us(self.clock.now()) - round(retention_hours * 3_600_000_000)
             old = [
                 job
                 for job in self._jobs.values()
                 if isinstance(job, (CompleteJob, FailedJob, CancelledJob))
-                and job.completed_at.timestamp() < cutoff
+                and to_us(job.completed_at) < cutoff
             ]
             for job in old:
                 del self._jobs[job.metadata.id]

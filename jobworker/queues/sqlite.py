@@ -67,10 +67,10 @@ class SQLiteQueue(SQLQueue):
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.busy_timeout = float(busy_timeout)
+        # One connection per thread that used the queue; it closes when the
+        # thread ends (its holder is collected) or at the thread's first call
+        # after close().
         self._local = threading.local()
-        # One per thread that used the queue; a thread's connection closes
-        # when the thread ends (its holder is collected) or at close().
-        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()  # guarded by _cond
         if not os.path.exists(self.path):
             # Created here so that its mode, not the umask alone, decides; SQLite
             # gives the -wal and -shm files the mode of the database file.
@@ -86,8 +86,13 @@ class SQLiteQueue(SQLQueue):
         return f"<SQLiteQueue {self.path!r}>"
 
     def _conn(self) -> sqlite3.Connection:
-        self._check_open()
         holder: _Holder | None = getattr(self._local, "holder", None)
+        if self._is_closed():
+            # Each thread closes its own connection: closing one that another
+            # thread is using can crash the sqlite3 module.
+            if holder is not None:
+                holder.conn.close()
+            raise QueueClosedError("the queue is closed")
         if holder is not None and holder.pid == os.getpid():
             return holder.conn
         # First use in this thread, or in a forked child: SQLite connections
@@ -108,13 +113,6 @@ class SQLiteQueue(SQLQueue):
             conn.close()
             raise BackendError(f"{self.path!r} cannot use the WAL journal (got {mode!r})")
         holder = _Holder(conn)
-        with self._cond:
-            self._holders.add(holder)
-        try:
-            self._check_open()  # close() may have run meanwhile
-        except QueueClosedError:
-            conn.close()
-            raise
         self._local.holder = holder
         return conn
 
@@ -158,11 +156,16 @@ class SQLiteQueue(SQLQueue):
             raise DuplicateJobError(values[0]) from None
 
     def close(self) -> None:
+        """Refuse further calls and close this thread's connection.
+
+        Other threads' connections close at their next call or when those
+        threads end, never under a thread that may be using one.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            holders = list(self._holders)
-        for holder in holders:
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is not None:
             holder.conn.close()
 
 
