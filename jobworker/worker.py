@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, cast
 import attrs
 
 from .errors import (
+    BackendError,
     InvalidJobError,
     JobCancelledError,
     JobNotFoundError,
@@ -216,6 +217,8 @@ class JobWorker(abc.ABC):
         self._rng = random.Random()
         self._stop_event = threading.Event()
         self._stopped = threading.Event()
+        # Set when stop() gave up waiting: the current job is left to its lease.
+        self._abandoned = threading.Event()
         self._state_lock = threading.Lock()
         self._state = "new"  # guarded by _state_lock: new, running, stopped
         # The thread start_in_thread made, to join on stop; guarded by _state_lock.
@@ -317,6 +320,7 @@ class JobWorker(abc.ABC):
             # _stopped is set as the thread's last act: this join is short.
             thread.join(timeout)
         if not stopped:
+            self._abandoned.set()
             self._heartbeat.close()
         return stopped
 
@@ -422,11 +426,34 @@ class JobWorker(abc.ABC):
     def _now(self) -> Any:
         return self.queue.clock.now()
 
+    def _store_outcome(self, job: RunningJob[Any, Any], new: AnyJob) -> AnyJob:
+        """Write an attempt's outcome under its claim, retrying while the store fails.
+
+        A locked or unreachable store must not turn a finished job into a
+        lost one: the write is retried with backoff (capped at
+        ``error_backoff``) while the heartbeat keeps the lease. It ends when
+        the write lands, when the claim is lost (:class:`StaleJobError`), or
+        when :meth:`stop` gave up waiting for this worker.
+        """
+        delay = 0.05
+        while True:
+            try:
+                return self.queue.update_job(new, "running", claim=job.claim)
+            except BackendError:
+                if self._abandoned.is_set():
+                    raise
+                log.warning(
+                    "job %s: cannot store the outcome yet; retrying in %.2fs",
+                    job.metadata.id,
+                    delay,
+                    exc_info=True,
+                )
+                self._abandoned.wait(delay)
+                delay = min(delay * 2, max(self.error_backoff, delay))
+
     def _write_result(self, job: RunningJob[Any, Any], result: Any) -> JobOutcome:
         try:
-            stored = self.queue.update_job(
-                complete(job, result, now=self._now()), "running", claim=job.claim
-            )
+            stored = self._store_outcome(job, complete(job, result, now=self._now()))
         except InvalidJobError as exc:
             # Unstorable or too large: a retry would return the same value, so fail for good.
             log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
@@ -439,7 +466,7 @@ class JobWorker(abc.ABC):
     def _write_cancel(self, job: RunningJob[Any, Any], reason: JobCancelledError) -> JobOutcome:
         """execute_job raised JobCancelledError: make sure the job ends cancelled."""
         try:
-            stored = self.queue.update_job(cancel(job, now=self._now()), "running", claim=job.claim)
+            stored = self._store_outcome(job, cancel(job, now=self._now()))
         except StaleJobError as exc:
             return self._outcome_not_written(job, exc)
         return JobOutcome("cancelled", stored)
@@ -455,7 +482,7 @@ class JobWorker(abc.ABC):
             describe_error(error),
         )
         try:
-            stored = self.queue.update_job(new, "running", claim=job.claim)
+            stored = self._store_outcome(job, new)
         except StaleJobError as exc:
             return self._outcome_not_written(job, exc, error)
         self._call_hook(self.on_job_fail, stored, error)

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from ..clock import from_us, to_us
 from ..model import (
+    STATUSES,
     AnyJob,
     CancelledJob,
     Claim,
@@ -128,6 +129,8 @@ def row_to_job(row: Any) -> AnyJob:
         job_id, job_type, user, status, priority, created, retry_count, max_retries,
         run_after, params, progress, result, error, started, completed, token, worker,
     ) = tuple(row)[:N_COLUMNS]  # fmt: skip
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
     meta = JobMetadata(
         id=JobId(_text(job_id, "id")),
         type=_text(job_type, "type"),
@@ -174,7 +177,7 @@ def row_to_job(row: Any) -> AnyJob:
             completed_at=completed_at,
             error=_text(error, "error"),
         )
-    raise ValueError(f"unknown status {status!r}")
+    raise AssertionError(f"unreachable: status {status!r}")
 
 
 def _is_json(value: Any) -> bool:
