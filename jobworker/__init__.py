@@ -67,7 +67,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # PostgresQueue needs psycopg, an optional dependency: import it on first use.
+    # PostgresQueue needs psycopg, an optional dependency (jobworker[postgres]):
+    # import it on first use. It stays out of __all__, so that
+    # ``from jobworker import *`` works without psycopg.
     if name == "PostgresQueue":
         from .queues.postgres import PostgresQueue  # noqa: PLC0415
 
@@ -104,7 +106,6 @@ __all__ = [
     "PayloadTooLargeError",
     "PendingJob",
     "PermanentJobError",
-    "PostgresQueue",
     "QueueClosedError",
     "QueueNotInitializedError",
     "RetryJobError",
