@@ -61,7 +61,8 @@ from .urls import open_queue
 from .worker import JobOutcome, JobWorker, WorkerMetrics
 
 if TYPE_CHECKING:
-    from .queues.postgres import PostgresQueue
+    # For type checkers only; at run time __getattr__ below provides it.
+    from .queues.postgres import PostgresQueue as PostgresQueue
 
 __version__ = "0.1.0"
 
