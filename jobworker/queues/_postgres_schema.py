@@ -7,6 +7,7 @@ advisory lock, so two processes migrating at once take turns.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ __all__ = ["SCHEMA_VERSION", "Names", "migrate", "schema_version"]
 
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MAX_LENGTH: Final = 40  # leaves room for suffixes within PostgreSQL's 63 bytes
+_MAX_CHANNEL: Final = 63
 
 
 def _quote(name: str) -> str:
@@ -56,8 +58,12 @@ class Names:
 
     @property
     def channel(self) -> str:
-        """The LISTEN / NOTIFY channel: one per queue table."""
-        return f"{self.schema}.{self.prefix}jobs"
+        """The LISTEN / NOTIFY channel: one per queue table, within 63 bytes."""
+        name = f"{self.schema}.{self.prefix}jobs"
+        if len(name) <= _MAX_CHANNEL:
+            return name
+        # PostgreSQL would cut a longer name; a digest keeps it unique.
+        return "jobworker_" + hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 def _migrations(names: Names) -> dict[int, tuple[str, ...]]:

@@ -36,6 +36,7 @@ from ..model import (
     cancel,
     fail_or_retry,
     new_claim,
+    release,
     start,
 )
 from ._rows import (
@@ -266,23 +267,32 @@ class SQLQueue(JobQueue):
         self._check_timeout(timeout)
         wanted = None if types is None else sorted(set(types))
         deadline = None if timeout is None else time.monotonic() + timeout
+        rejected: set[str] = set()
         while True:
             self._check_open()
             with self._cond:
                 generation = self._generation
             if stop_event is not None and stop_event.is_set():
                 return None
-            if predicate is None:
+            if predicate is None or not rejected:
+                # The head, claimed with SKIP LOCKED: concurrent claimers never
+                # queue up behind the same row.
                 claimed = self._write(lambda tx: self._claim_best(tx, wanted, worker))
             else:
+                # The predicate turned a job down in this poll: walk the ready
+                # jobs and ask it before claiming.
                 claimed = self._claim_accepted(wanted, predicate, worker)
             if claimed is not None:
                 try:
-                    return self._decode(claimed)
+                    job = self._decode(claimed)
                 except (InvalidJobError, ValueError):
                     # Values that do not decode: set the job aside, look for another.
                     self._write(partial(self._reload, job_id=claimed.metadata.id))
                     continue
+                if predicate is None or rejected or self._accepts(predicate, job):
+                    return job
+                rejected.add(job.metadata.id)
+                continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
@@ -290,6 +300,20 @@ class SQLQueue(JobQueue):
             if wake_in is not None and (remaining is None or wake_in < remaining):
                 remaining = wake_in
             self._wait(generation, remaining)
+
+    def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any]) -> bool:
+        """Ask *predicate* about a job claimed for it; hand the job back if it says no.
+
+        The predicate is user code and runs after the claim's transaction.
+        """
+        try:
+            accepted = predicate(PendingJob(metadata=job.metadata, params=job.params))
+        except BaseException:
+            self.update_job(release(job), "running", claim=job.claim)
+            raise
+        if not accepted:
+            self.update_job(release(job), "running", claim=job.claim)
+        return bool(accepted)
 
     def _wait(self, generation: int, timeout: float | None) -> None:
         with self._cond:

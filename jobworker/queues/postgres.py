@@ -24,7 +24,6 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
-from .. import clock as _clock
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import PendingJob
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
@@ -42,42 +41,48 @@ _NOW_US = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 
 
 class DatabaseClock:
-    """The database server's clock, read through a cached offset.
+    """The database server's clock, read without a round trip.
 
-    The offset between the server and this machine is measured at most every
-    *resync* seconds, so reading the time costs no round trip, and a worker
-    whose own clock is wrong still stores and compares the server's time.
+    The server's time is sampled at most every *resync* seconds, over a
+    connection of its own (never one a transaction holds), and carried
+    forward with ``time.monotonic()``. So a worker whose wall clock is wrong,
+    or steps, still stores and compares the server's time.
     """
 
-    def __init__(self, read_server_us: Callable[[], int], resync: float = 5.0) -> None:
-        self._read = read_server_us
+    def __init__(self, conninfo: str, resync: float = 30.0) -> None:
+        self._conninfo = conninfo
         self._resync = resync
         self._lock = threading.Lock()
-        self._offset: _dt.timedelta | None = None  # guarded by _lock
-        self._synced = float("-inf")  # guarded by _lock: monotonic time of the last sync
+        # guarded by _lock: server microseconds and monotonic seconds of the last sample
+        self._anchor: tuple[int, float] | None = None
 
     def now(self) -> _dt.datetime:
         """Return the server's current time, timezone-aware UTC."""
         with self._lock:
-            offset, synced = self._offset, self._synced
-        if offset is None or time.monotonic() - synced > self._resync:
-            offset = self._sync(offset)
-        return _clock.utcnow() + offset
+            anchor = self._anchor
+        if anchor is None or time.monotonic() - anchor[1] > self._resync:
+            anchor = self._sample(anchor)
+        server_us, at = anchor
+        return from_us(server_us + round((time.monotonic() - at) * 1_000_000))
 
-    def _sync(self, previous: _dt.timedelta | None) -> _dt.timedelta:
+    def _sample(self, previous: tuple[int, float] | None) -> tuple[int, float]:
         try:
-            before = _clock.utcnow()
-            server = from_us(self._read())
-            after = _clock.utcnow()
-        except BackendError:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                # Time the query alone, not the connect: the server read the
+                # clock somewhere within it; take the middle.
+                before = time.monotonic()
+                row = conn.execute(_NOW_US).fetchone()
+                after = time.monotonic()
+        except psycopg.Error as exc:
             if previous is None:
-                raise
-            log.warning("cannot read the database clock; using the last offset", exc_info=True)
+                raise BackendError(f"cannot read the database clock: {exc}") from exc
+            log.warning("cannot read the database clock; carrying the last sample forward")
             return previous
-        offset = server - (before + (after - before) / 2)
+        assert row is not None
+        anchor = (int(row[0]), (before + after) / 2)
         with self._lock:
-            self._offset, self._synced = offset, time.monotonic()
-        return offset
+            self._anchor = anchor
+        return anchor
 
 
 class PostgresQueue(SQLQueue):
@@ -140,7 +145,7 @@ class PostgresQueue(SQLQueue):
         except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
             raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
         if database_clock:
-            self.clock = DatabaseClock(self._server_us)
+            self.clock = DatabaseClock(conninfo)
         try:
             if migrate:
                 self.migrate()
@@ -177,9 +182,6 @@ class PostgresQueue(SQLQueue):
                 f"{SCHEMA_VERSION}: run `jobworker migrate` or pass migrate=True"
             )
 
-    def _server_us(self) -> int:
-        return cast(int, self._reading(lambda tx: tx.execute(_NOW_US).fetchone()[0]))
-
     # -- the dialect -------------------------------------------------------------------------
 
     def _write(self, body: Callable[[Tx], T]) -> T:
@@ -206,12 +208,16 @@ class PostgresQueue(SQLQueue):
     def _insert(self, tx: Tx, values: Sequence[Any]) -> None:
         marks = ", ".join(["%s"] * (N_COLUMNS + 1))
         sql = f"INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})"
+        # A savepoint, written out: a duplicate must not abort a caller's
+        # transaction, and psycopg's transaction() would commit on its own on
+        # a connection whose implicit transaction has not begun yet.
+        tx.execute("SAVEPOINT jobworker_insert")
         try:
-            # A savepoint: a duplicate must not abort a caller's transaction.
-            with tx.transaction():
-                tx.execute(sql, values)
+            tx.execute(sql, values)
         except psycopg.errors.UniqueViolation:
+            tx.execute("ROLLBACK TO SAVEPOINT jobworker_insert")
             raise DuplicateJobError(values[0]) from None
+        tx.execute("RELEASE SAVEPOINT jobworker_insert")
 
     def _announce(self, tx: Tx, job_type: str) -> None:
         if self.notify:
@@ -232,6 +238,10 @@ class PostgresQueue(SQLQueue):
         stored = self._encode_new(job)
         try:
             self._create(connection, stored)
+        except psycopg.errors.NoActiveSqlTransaction:
+            raise BackendError(
+                "create_job(connection=...) needs a connection inside a transaction"
+            ) from None
         except psycopg.Error as exc:
             raise self._error("insert failed", exc) from exc
         return cast("PendingJob[P]", self._decode(stored))
