@@ -222,6 +222,8 @@ class SQLQueue(JobQueue):
 
     def get_job(self, job_id: JobId | str) -> AnyJob | None:
         self._recover_if_due()
+        if not findable(job_id):
+            return None
         rows = self._read(self._select("id = ?"), (job_id,))
         return self._decode_row(rows[0]) if rows else None
 
@@ -265,7 +267,8 @@ class SQLQueue(JobQueue):
         stop_event: threading.Event | None = None,
     ) -> RunningJob[Any, Any] | None:
         self._check_timeout(timeout)
-        wanted = None if types is None else sorted(set(types))
+        # A type no job can have (see findable) matches nothing: leave it out.
+        wanted = None if types is None else sorted({t for t in types if findable(t)})
         deadline = None if timeout is None else time.monotonic() + timeout
         rejected: set[str] = set()
         while True:
@@ -448,6 +451,8 @@ class SQLQueue(JobQueue):
     ) -> list[AnyJob]:
         self._check_list_args(status, limit, offset)
         self._recover_if_due()
+        if not all(findable(value) for value in (type, user_id) if value is not None):
+            return []
         where, args = ["1 = 1"], []
         for column, value in (("status", status), ("type", type), ("user_id", user_id)):
             if value is not None:
@@ -465,6 +470,9 @@ class SQLQueue(JobQueue):
                 return jobs
 
     def cancel_job(self, job_id: JobId | str) -> bool:
+        if not findable(job_id):
+            return False
+
         def cancel_row(tx: Tx) -> bool:
             now = self._now_us()
             self._recover(tx, now)
@@ -525,6 +533,22 @@ class SQLQueue(JobQueue):
 
     def wake(self) -> None:
         self._notify()
+
+
+def findable(text: str) -> bool:
+    """Return whether a stored job could hold *text* (an id, type or user).
+
+    Metadata text is valid Unicode without NUL (the model refuses the rest),
+    so a lookup by other text finds nothing, and is answered without asking
+    a database that could not even take it as a parameter.
+    """
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def order_key(row: Any) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ Install with the ``postgres`` extra: ``pip install jobworker[postgres]``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import threading
@@ -276,5 +277,9 @@ class PostgresQueue(SQLQueue):
             self._closed = True
             self._cond.notify_all()
         if self._listener is not None:
+            # Wake our listener out of its wait so it sees the queue closed
+            # (other listeners on the channel just look for work again).
+            with contextlib.suppress(psycopg.Error), self._pool.connection() as conn:
+                conn.execute("SELECT pg_notify(%s, '')", (self.names.channel,))
             self._listener.join(timeout=5.0)
         self._pool.close()
