@@ -97,8 +97,11 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
                 ON {jobs} (priority DESC, created_us, seq) WHERE status = 'pending'""",
             f"""CREATE INDEX {names.index("jobs_lease")}
                 ON {jobs} (lease_until_us) WHERE status = 'running'""",
+            f"""CREATE INDEX {names.index("jobs_scheduled")} ON {jobs} (run_after_us)
+                WHERE status = 'pending' AND run_after_us IS NOT NULL""",
             f"CREATE INDEX {names.index('jobs_created')} ON {jobs} (created_us, seq)",
-            f"CREATE INDEX {names.index('jobs_status')} ON {jobs} (status, completed_us)",
+            f"""CREATE INDEX {names.index("jobs_ended")} ON {jobs} (completed_us)
+                WHERE status IN ('complete', 'failed', 'cancelled')""",
         ),
     }
 

@@ -47,13 +47,24 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         CREATE INDEX jobworker_jobs_ready
         ON jobworker_jobs (priority DESC, created_us) WHERE status = 'pending'
         """,
+        # The next scheduled job, for an idle poll's wait.
+        """
+        CREATE INDEX jobworker_jobs_scheduled
+        ON jobworker_jobs (run_after_us)
+        WHERE status = 'pending' AND run_after_us IS NOT NULL
+        """,
         # Recovery: running jobs by lease expiry.
         """
         CREATE INDEX jobworker_jobs_lease
         ON jobworker_jobs (lease_until_us) WHERE status = 'running'
         """,
         "CREATE INDEX jobworker_jobs_created ON jobworker_jobs (created_us)",
-        "CREATE INDEX jobworker_jobs_status ON jobworker_jobs (status, completed_us)",
+        # Cleanup. Partial, so that the planner never prefers a status index
+        # over the claim indexes above, and pending rows cost it nothing.
+        """
+        CREATE INDEX jobworker_jobs_ended ON jobworker_jobs (completed_us)
+        WHERE status IN ('complete', 'failed', 'cancelled')
+        """,
     ),
 }
 
