@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import jobworker as jw
+import jobworker.default
 from jobworker.testing import FakeClock
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -54,6 +55,15 @@ def require_postgres() -> str:
     return POSTGRES_DSN
 
 
+def with_app(dsn: str, app: str) -> str:
+    """Return *dsn* with an ``application_name``, to find its connections on the server."""
+    if "://" in dsn:  # a URL stays a URL: `jobworker migrate` takes URLs only
+        return f"{dsn}{'&' if '?' in dsn else '?'}application_name={app}"
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, application_name=app)
+
+
 def new_schema() -> str:
     """Return a fresh schema name for one test (dropped by drop_schema)."""
     return f"jwtest_{os.getpid()}_{uuid.uuid4().hex[:10]}"
@@ -87,6 +97,16 @@ def queue(clock: FakeClock) -> Iterator[jw.MemoryQueue]:
     q = jw.MemoryQueue(clock=clock)
     yield q
     q.close()
+
+
+@pytest.fixture
+def no_default_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No default queue before the test; close whatever the test left behind."""
+    monkeypatch.setattr(jobworker.default, "_queue", None)
+    yield
+    left = jobworker.default._queue
+    if left is not None:
+        left.close()
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 ``python close_scenario.py BACKEND DIRECTORY`` builds queues of BACKEND (a
 key of ``conftest.BACKENDS``) and, in each round, closes one while threads
-are blocked in ``poll_next_pending_job`` and ``wait_for_job`` and others
-are busy calling it. Every thread must end with ``QueueClosedError``. Exits
-0 when every round passes, 1 with a report otherwise.
+are blocked in ``poll_next_pending_job`` and ``wait_for_job`` (with a
+timeout and without) and others are busy calling it. Every thread must end
+with ``QueueClosedError``. Exits 0 when every round passes, 1 with a report
+otherwise.
 
 It runs in a child process because a backend that frees what a running
 call still uses can crash the interpreter; then one contract test fails
@@ -49,7 +50,9 @@ def one_round(backend: str, directory: Path) -> list[str]:
     queue.create_job(jw.new_job("waited", {}, id="waited"))
     calls: dict[str, Callable[[], Any]] = {
         "poll": lambda: queue.poll_next_pending_job(types=["none"], timeout=3 * JOIN),
+        "poll-forever": lambda: queue.poll_next_pending_job(types=["none"], timeout=None),
         "wait_for_job": lambda: queue.wait_for_job("waited", timeout=3 * JOIN),
+        "wait_for_job-forever": lambda: queue.wait_for_job("waited", timeout=None),
         **{f"busy-{n}": busy(queue, n) for n in range(3)},
     }
     outcomes: dict[str, BaseException | None] = {}

@@ -214,8 +214,8 @@ def assert_refused(queue: jw.JobQueue, job: Any, error: type[Exception]) -> Exce
     with pytest.raises(error) as info:
         queue.create_job(job)
     job_id = getattr(getattr(job, "metadata", None), "id", None)
-    if isinstance(job_id, str) and job_id and is_storable(job_id):
-        # (Lookups by an id no job can hold have a test of their own.)
+    if isinstance(job_id, str) and is_storable(job_id):
+        # (Lookups by text no store can hold have a test of their own.)
         assert queue.get_job(job_id) is None
     assert snapshot(queue) == before
     assert queue.poll_next_pending_job(timeout=0) is None
@@ -434,11 +434,15 @@ def test_jobs_handed_out_share_no_values_with_the_store(queue: jw.JobQueue) -> N
 # -- typed values and times ----------------------------------------------------------------------
 
 
-def test_registered_attrs_values_round_trip_equal(make_queue: MakeQueue, clock: FakeClock) -> None:
+@pytest.mark.parametrize("micros", [123_457, 0], ids=["fraction", "whole-second"])
+def test_registered_attrs_values_round_trip_equal(
+    make_queue: MakeQueue, clock: FakeClock, micros: int
+) -> None:
     registry = jw.JobTypeRegistry()
     registry.register("generation", params=Article, progress=Progress, result=Summary)
     queue = make_queue(registry=registry)
-    article = Article(title="T", when=EPOCH + dt.timedelta(microseconds=123_457))
+    # A whole second has no fraction in ISO text: both forms must come back.
+    article = Article(title="T", when=EPOCH + dt.timedelta(microseconds=micros))
     assert queue.create_job(make_job(params=article)).params == article
     job = stored(queue)
     assert job.params == article
@@ -521,6 +525,8 @@ def test_update_job_allows_exactly_the_designed_moves(
         with pytest.raises(jw.InvalidTransitionError) as info:
             queue.update_job(submitted, old, claim=base.claim)
         assert (info.value.old_status, info.value.new_status) == (old, new)
+        if (old, new) == ("pending", "running"):
+            assert "poll_next_pending_job" in str(info.value)  # how to claim instead
         assert snapshot(queue) == before
 
 
@@ -566,6 +572,7 @@ def test_update_job_of_an_unknown_id_raises(queue: jw.JobQueue, clock: FakeClock
     with pytest.raises(jw.JobNotFoundError) as info:
         queue.update_job(attrs.evolve(running, progress=1))
     assert info.value.job_id == "ghost"
+    assert isinstance(info.value, LookupError)
     assert queue.get_job("ghost") is None
 
 
@@ -653,8 +660,10 @@ def test_a_retry_is_refused_when_none_is_left(queue: jw.JobQueue) -> None:
     before = snapshot(queue)
     # One more retry than the job has left (the constructor refuses a count over the max).
     meta = attrs.evolve(running.metadata, retry_count=1, max_retries=1)
-    with pytest.raises(jw.InvalidTransitionError, match="no retry left"):
-        queue.update_job(m.PendingJob(metadata=meta, params={}), "running", claim=running.claim)
+    for params in (running.params, {}):
+        retry = m.PendingJob(metadata=meta, params=params)
+        with pytest.raises(jw.InvalidTransitionError, match="no retry left"):
+            queue.update_job(retry, "running", claim=running.claim)
     assert snapshot(queue) == before
 
 
@@ -795,6 +804,8 @@ def test_list_jobs_default_limit_is_100(queue: jw.JobQueue) -> None:
     ],
 )
 def test_list_jobs_refuses_bad_arguments(queue: jw.JobQueue, options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        queue.list_jobs(**options)  # an empty queue checks its arguments too
     queue.create_job(make_job())
     with pytest.raises(ValueError):
         queue.list_jobs(**options)
@@ -910,7 +921,7 @@ def test_poll_takes_higher_priority_first(queue: jw.JobQueue) -> None:
     specs=st.lists(
         st.tuples(st.integers(-2, 2), st.integers(0, 3), st.sampled_from(["a", "b", "c"])),
         min_size=1,
-        max_size=20,
+        max_size=25,
     ),
     data=st.data(),
     with_predicate=st.booleans(),
@@ -950,6 +961,8 @@ def test_poll_with_timeout_zero_on_an_empty_queue_is_none(queue: jw.JobQueue) ->
 
 
 def test_poll_refuses_a_negative_timeout(queue: jw.JobQueue) -> None:
+    with pytest.raises(ValueError):
+        queue.poll_next_pending_job(timeout=-1)  # an empty queue checks it too
     queue.create_job(make_job())
     with pytest.raises(ValueError):
         queue.poll_next_pending_job(timeout=-1)
@@ -972,7 +985,7 @@ def test_poll_returns_the_job_running(queue: jw.JobQueue, clock: FakeClock) -> N
 
 
 def test_concurrent_polls_claim_each_job_exactly_once(queue: jw.JobQueue) -> None:
-    count = 120
+    count = 300
     for n in range(count):
         queue.create_job(make_job(f"job-{n:03}", created=EPOCH + dt.timedelta(seconds=n)))
     claimed: list[list[str]] = [[] for _ in range(6)]
@@ -1312,11 +1325,17 @@ def test_wait_for_job_wakes_when_the_job_is_cancelled(queue: jw.JobQueue) -> Non
 # -- blocking polls ------------------------------------------------------------------------------
 
 
-def test_a_blocked_poll_is_woken_by_create_job(make_queue: MakeQueue) -> None:
+#: Blocking timeouts, both far longer than the join: a poll returns in time only if woken.
+BLOCKING = [pytest.param(None, id="forever"), pytest.param(3 * JOIN, id="bounded")]
+
+
+@pytest.mark.parametrize("timeout", BLOCKING)
+def test_a_blocked_poll_is_woken_by_create_job(
+    make_queue: MakeQueue, timeout: float | None
+) -> None:
     clock = ReportingClock()
     queue = make_queue(clock=clock)
-    # Far longer than the join: the poll returns in time only if create_job wakes it.
-    poller = Background(lambda: queue.poll_next_pending_job(types=["a"], timeout=3 * JOIN))
+    poller = Background(lambda: queue.poll_next_pending_job(types=["a"], timeout=timeout))
     assert clock.read_elsewhere.wait(JOIN)
     queue.create_job(make_job("b-1", "b"))
     queue.create_job(make_job("a-1", "a"))
@@ -1327,19 +1346,37 @@ def test_a_blocked_poll_is_woken_by_create_job(make_queue: MakeQueue) -> None:
     assert stored(queue, "b-1").status == "pending"
 
 
+@pytest.mark.parametrize("timeout", BLOCKING)
 def test_a_blocked_poll_returns_none_on_wake_with_its_stop_event_set(
-    make_queue: MakeQueue,
+    make_queue: MakeQueue, timeout: float | None
 ) -> None:
     clock = ReportingClock()
     queue = make_queue(clock=clock)
     stop = threading.Event()
-    poller = Background(lambda: queue.poll_next_pending_job(timeout=3 * JOIN, stop_event=stop))
+    poller = Background(lambda: queue.poll_next_pending_job(timeout=timeout, stop_event=stop))
     assert clock.read_elsewhere.wait(JOIN)
     stop.set()
     queue.wake()
     poller.join()
     assert poller.error is None
     assert poller.result is None
+
+
+@pytest.mark.parametrize("timeout", BLOCKING)
+def test_wake_without_the_stop_event_keeps_the_poll_waiting_for_work(
+    make_queue: MakeQueue, timeout: float | None
+) -> None:
+    clock = ReportingClock()
+    queue = make_queue(clock=clock)
+    stop = threading.Event()
+    poller = Background(lambda: queue.poll_next_pending_job(timeout=timeout, stop_event=stop))
+    assert clock.read_elsewhere.wait(JOIN)
+    queue.wake()  # stop is not set: the poll goes back to waiting
+    queue.create_job(make_job())
+    poller.join()
+    assert poller.error is None
+    assert poller.result is not None
+    assert poller.result.metadata.id == "job-1"
 
 
 def test_a_set_stop_event_returns_none_without_claiming(queue: jw.JobQueue) -> None:

@@ -1,10 +1,10 @@
 """PostgresQueue against a real server, with real threads and real processes.
 
 Every test works in a schema of its own (dropped afterwards). Worker
-processes run ``postgres_worker_process.py`` beside this file; the test
-watches them through the database and the ledger they append to. Other
-processes send no signal, so those watches read in a loop bounded by a
-deadline, with a short ``Event.wait`` between reads.
+processes run ``worker_process.py --postgres`` beside this file, started by
+``crash_harness``; the test watches them through the database and the
+ledger they append to. Other processes send no signal, so those watches read
+in a loop bounded by a deadline, with a short ``Event.wait`` between reads.
 """
 
 from __future__ import annotations
@@ -12,53 +12,23 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import itertools
-import json
-import pathlib
-import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 import jobworker as jw
 import jobworker.clock
 from jobworker.model import complete
 from jobworker.queues._postgres_schema import Names
-from tests.conftest import drop_schema, new_schema, require_postgres
+from tests.conftest import drop_schema, new_schema, require_postgres, with_app
 
-HELPER = pathlib.Path(__file__).with_name("postgres_worker_process.py")
-STARTUP_TIMEOUT = 30.0
-
-# Watching other processes: how often to look again.
-_LOOK = threading.Event()  # never set: its wait() paces reads of the database
-
-
-def watch(condition: Callable[[], bool], timeout: float, every: float = 0.02) -> bool:
-    """Read until *condition* holds or *timeout* seconds pass; return whether it held.
-
-    Looks again every *every* seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        _LOOK.wait(every)
-    return True
-
-
-def with_app(dsn: str, app: str) -> str:
-    """Return *dsn* with an ``application_name``, to find its connections on the server."""
-    if "://" in dsn:  # a URL stays a URL: `jobworker migrate` takes URLs only
-        return f"{dsn}{'&' if '?' in dsn else '?'}application_name={app}"
-    return make_conninfo(dsn, application_name=app)
+from .crash_harness import Execution, WorkerProcesses, read_ledger, watch
 
 
 def count_backends(dsn: str, app_like: str) -> int:
@@ -69,121 +39,6 @@ def count_backends(dsn: str, app_like: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-class WorkerProcesses:
-    """Worker processes running the helper script, spawned and stopped by a test."""
-
-    def __init__(self, dsn: str, schema: str, ledger: pathlib.Path, log: IO[bytes]) -> None:
-        self.dsn, self.schema, self.ledger, self.log = dsn, schema, ledger, log
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *options: str, conninfo: str | None = None) -> subprocess.Popen[bytes]:
-        """Start a worker process; see :meth:`spawn`."""
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(HELPER),
-                conninfo or self.dsn,
-                self.schema,
-                str(self.ledger),
-                *options,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def spawn(self, *options: str, conninfo: str | None = None) -> subprocess.Popen[bytes]:
-        """Start a worker process; return once it has installed its signal handlers."""
-        proc = self.start(*options, conninfo=conninfo)
-        wait_for_ready(proc)
-        return proc
-
-    def spawn_many(self, n: int, *options: str) -> None:
-        """Start *n* worker processes at once; return once all are ready."""
-        for proc in [self.start(*options) for _ in range(n)]:
-            wait_for_ready(proc)
-
-    def terminate(self, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> dict[str, Any]:
-        """Stop *proc* with SIGTERM; assert it exits 0 and return its metrics line."""
-        proc.send_signal(signal.SIGTERM)
-        return self._reap(proc, timeout)
-
-    def terminate_all(self, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Stop every process with SIGTERM at once; as :meth:`terminate`."""
-        procs = list(self.procs)
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        return [self._reap(proc, timeout) for proc in procs]
-
-    def _reap(self, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-        out, _ = proc.communicate(timeout=timeout)
-        self.procs.remove(proc)
-        assert proc.returncode == 0, f"process {proc.pid} exited {proc.returncode}"
-        report: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
-        return report
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
-        assert proc.returncode == -signal.SIGKILL
-        self.procs.remove(proc)
-
-    def close(self) -> None:
-        """Kill whatever is left (after a failure)."""
-        for proc in list(self.procs):
-            self.kill(proc)
-
-
-def wait_for_ready(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stdout is not None
-    readable, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT)
-    assert readable, f"process {proc.pid} did not start within {STARTUP_TIMEOUT} s"
-    assert proc.stdout.readline() == b"ready\n", f"process {proc.pid} died at start"
-
-
-@pytest.fixture
-def processes(
-    postgres_schema: tuple[str, str], tmp_path: pathlib.Path
-) -> Iterator[WorkerProcesses]:
-    dsn, schema = postgres_schema
-    with open(tmp_path / "workers.log", "ab") as log:
-        procs = WorkerProcesses(dsn, schema, tmp_path / "ledger", log)
-        try:
-            yield procs
-        finally:
-            procs.close()
-
-
-def worker_log(tmp_path: pathlib.Path) -> str:
-    path = tmp_path / "workers.log"
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-
-class Execution:
-    """One execution in the ledger: its S line, and its E line if it ended."""
-
-    def __init__(self, job_id: str, token: str, pid: int, start: float) -> None:
-        self.job_id, self.token, self.pid, self.start = job_id, token, pid, start
-        self.end: float | None = None
-
-
-def read_ledger(path: pathlib.Path) -> list[Execution]:
-    """Return the executions on record, one per claim token."""
-    executions: dict[str, Execution] = {}
-    for line in path.read_text().splitlines():
-        mark, job_id, token, pid, at = line.split(" ")
-        if mark == "S":
-            assert token not in executions, f"claim {token} executed twice"
-            executions[token] = Execution(job_id, token, int(pid), float(at))
-        else:
-            assert mark == "E", line
-            execution = executions[token]
-            assert (execution.job_id, execution.pid, execution.end) == (job_id, int(pid), None)
-            execution.end = float(at)
-    return list(executions.values())
 
 
 def jobs_table(schema: str) -> str:
@@ -208,9 +63,10 @@ MANY_POOL = 10
 
 
 def test_four_processes_of_four_threads_run_each_job_once(
-    processes: WorkerProcesses, tmp_path: pathlib.Path
+    postgres_schema: tuple[str, str], postgres_processes: WorkerProcesses
 ) -> None:
-    dsn, schema = processes.dsn, processes.schema
+    dsn, schema = postgres_schema
+    processes = postgres_processes
     ids = [f"many-{i:05d}" for i in range(MANY_JOBS)]
     began = time.monotonic()
     with jw.PostgresQueue(dsn, schema=schema, migrate=True, notify=False, pool_size=2) as queue:
@@ -228,7 +84,7 @@ def test_four_processes_of_four_threads_run_each_job_once(
             return stats["pending"] + stats["running"]
 
         assert watch(lambda: unfinished() == 0, timeout=300, every=0.25), (
-            f"{queue.get_stats()}\n{worker_log(tmp_path)}"
+            f"{queue.get_stats()}\n{processes.tail()}"
         )
         ran = time.monotonic()
         reports = processes.terminate_all()
@@ -279,6 +135,17 @@ def test_four_processes_of_four_threads_run_each_job_once(
 
 
 # -- in-process workers ------------------------------------------------------------------------
+
+
+def advisory_lock_waiters(conn: psycopg.Connection[Any], app: str) -> int:
+    """How many connections named *app* wait for an advisory lock."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
+        (app,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 class RecordingWorker(jw.JobWorker):
@@ -413,9 +280,10 @@ def count_listeners(dsn: str, app: str) -> int:
 
 
 def test_workers_survive_killed_connections(
-    processes: WorkerProcesses, tmp_path: pathlib.Path
+    postgres_schema: tuple[str, str], postgres_processes: WorkerProcesses
 ) -> None:
-    dsn, schema = processes.dsn, processes.schema
+    dsn, schema = postgres_schema
+    processes = postgres_processes
     app = f"jwloss_{uuid.uuid4().hex[:10]}"
     conninfo = with_app(dsn, app)
     ids = [f"loss-{i:03d}" for i in range(LOSS_JOBS)]
@@ -441,7 +309,7 @@ def test_workers_survive_killed_connections(
             "--heartbeat=0.5",
             "--poll=0.5",
             "--pool-size=8",
-            conninfo=conninfo,
+            name=app,
         )
         create_jobs(
             dsn,
@@ -461,7 +329,7 @@ def test_workers_survive_killed_connections(
         assert completed() < LOSS_JOBS, "the jobs ended before the last kill"
 
         assert watch(lambda: completed() == LOSS_JOBS, timeout=90), (
-            f"{observer.get_stats()}\n{worker_log(tmp_path)}"
+            f"{observer.get_stats()}\n{processes.tail()}"
         )
         # Both LISTEN connections came back, and the workers still take new work.
         assert watch(lambda: count_listeners(dsn, app) == 2, timeout=20)
@@ -646,19 +514,11 @@ def test_a_wait_for_a_pooled_connection_does_not_skew_the_clock(
         holder = threading.Thread(target=queue.migrate)
         holder.start()
 
-        def waiting() -> bool:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
-                (app,),
-            ).fetchone()
-            return row == (1,)
-
-        assert watch(waiting, timeout=10)
+        assert watch(lambda: advisory_lock_waiters(conn, app) == 1, timeout=10)
         # ...so the clock's first read waits for it, for as long as the lock is held.
         reader = threading.Thread(target=queue.clock.now)
         reader.start()
-        _LOOK.wait(2.0)  # how long the read waits: the condition under test
+        threading.Event().wait(2.0)  # how long the read waits: the condition under test
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         holder.join(timeout=10)
         reader.join(timeout=10)
@@ -686,15 +546,16 @@ def backends_idle_for(dsn: str, app: str, seconds: float) -> bool:
 
 
 def test_notify_wakes_an_idle_worker_in_another_process(
-    processes: WorkerProcesses, tmp_path: pathlib.Path
+    postgres_schema: tuple[str, str], postgres_processes: WorkerProcesses
 ) -> None:
-    dsn, schema = processes.dsn, processes.schema
+    dsn, schema = postgres_schema
+    processes = postgres_processes
     app = f"jwnotify_{uuid.uuid4().hex[:10]}"
     quiet = jw.PostgresQueue(dsn, schema=schema, migrate=True, notify=False, pool_size=2)
     loud = jw.PostgresQueue(dsn, schema=schema, notify=True, pool_size=2)
     try:
         # Polls every 30 s: only a notification can wake it sooner.
-        proc = processes.spawn("--threads=1", "--poll=30", conninfo=with_app(dsn, app))
+        proc = processes.spawn("--threads=1", "--poll=30", name=app)
         latencies = []
         for round_ in range(2):
             # The worker is idle: its connections have been quiet for a while.
@@ -810,17 +671,7 @@ def test_two_processes_migrating_at_once_both_succeed(postgres_schema: tuple[str
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
         procs = [migrate_command(with_app(dsn, app), schema) for _ in range(2)]
         try:
-
-            def both_waiting() -> bool:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                    "WHERE l.locktype = 'advisory' AND NOT l.granted "
-                    "AND a.application_name = %s",
-                    (app,),
-                ).fetchone()
-                return row == (2,)
-
-            assert watch(both_waiting, timeout=30)
+            assert watch(lambda: advisory_lock_waiters(conn, app) == 2, timeout=30)
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         results = [proc.communicate(timeout=60) for proc in procs]

@@ -262,16 +262,6 @@ def test_database_wal_and_shm_files_are_private(tmp_path: pathlib.Path, umask_02
     }
 
 
-@pytest.fixture
-def no_default_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No default queue before the test; close whatever the test left behind."""
-    monkeypatch.setattr(jobworker.default, "_queue", None)
-    yield
-    left = jobworker.default._queue
-    if left is not None:
-        left.close()
-
-
 def test_initialize_job_queue_with_data_dir_makes_private_files(
     tmp_path: pathlib.Path, umask_022: None, no_default_queue: None
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pathlib
 import stat
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,15 +12,8 @@ import jobworker as jw
 import jobworker.default
 from jobworker.testing import run_pending
 
-
-@pytest.fixture(autouse=True)
-def no_default_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Start every test with no default queue; close whatever a test left behind."""
-    monkeypatch.setattr(jobworker.default, "_queue", None)
-    yield
-    left = jobworker.default._queue
-    if left is not None:
-        left.close()
+# Every test starts with no default queue (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_default_queue")
 
 
 def test_get_job_queue_before_initialize_raises() -> None:

@@ -8,6 +8,7 @@ timeout, never on ``time.sleep``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -114,6 +115,27 @@ def start(queue: jw.MemoryQueue) -> Iterator[Callable[[jw.JobWorker], threading.
         worker.stop(timeout=TIMEOUT)
         thread.join(TIMEOUT)
         assert not thread.is_alive()
+
+
+@contextlib.contextmanager
+def started(worker: jw.JobWorker) -> Iterator[threading.Thread]:
+    """Run *worker* in a thread of its own; then stop and join it, and close its queue.
+
+    After the block the worker must stop within TIMEOUT (it may have stopped
+    already) and its thread end; after a failure it is only cleaned up.
+    """
+    thread = worker.start_in_thread()
+    try:
+        yield thread
+    except BaseException:
+        worker.stop(timeout=TIMEOUT)
+        raise
+    else:
+        assert worker.stop(timeout=TIMEOUT)
+    finally:
+        thread.join(TIMEOUT)
+        worker.queue.close()
+    assert not thread.is_alive()
 
 
 class IdleSpyQueue(jw.MemoryQueue):
@@ -223,20 +245,67 @@ def test_always_failing_job_runs_one_plus_max_retries_times(
     assert len(worker.calls) == 4
 
 
-def test_max_retries_zero_runs_once(queue: jw.MemoryQueue, clock: FakeClock) -> None:
-    worker = FnWorker(queue, raising(ValueError("once")))
-    add_job(queue, "once", max_retries=0)
+def _unserializable(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+    return {"value": object()}
 
-    outcomes = run_pending(worker, fail_fast=False)
 
-    assert [o.status for o in outcomes] == ["failed"]
-    job = stored(queue, "once")
-    assert isinstance(job, jw.FailedJob)
-    assert job.error == "ValueError: once"
-    assert job.started_at == clock.now()
-    clock.advance(3600)
-    assert run_pending(worker) == []
-    assert len(worker.calls) == 1
+def _oversized(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+    return "x" * 1000
+
+
+# (execute, max_retries, queue options, the outcome's error, the stored error in full)
+FAILS_FOR_GOOD = {
+    "max-retries-zero": (raising(ValueError("once")), 0, {}, ValueError, "ValueError: once"),
+    "permanent-error-with-retries-left": (
+        raising(jw.PermanentJobError("bad input")),
+        3,
+        {},
+        jw.PermanentJobError,
+        "PermanentJobError: bad input",
+    ),
+    "retry-job-error-without-retries-left": (
+        raising(jw.RetryJobError("again", delay=30)),
+        0,
+        {},
+        jw.RetryJobError,
+        "RetryJobError: again",
+    ),
+    "unserializable-result": (
+        _unserializable,
+        3,
+        {},
+        jw.SerializationError,
+        "SerializationError: .*",
+    ),
+    "oversized-result": (
+        _oversized,
+        3,
+        {"max_payload": 100},
+        jw.PayloadTooLargeError,
+        "PayloadTooLargeError: .*",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILS_FOR_GOOD))
+def test_a_job_that_fails_for_good_runs_once(clock: FakeClock, case: str) -> None:
+    execute, max_retries, options, error_type, error = FAILS_FOR_GOOD[case]
+    with jw.MemoryQueue(clock=clock, **options) as queue:
+        worker = FnWorker(queue, execute)
+        add_job(queue, "j", max_retries=max_retries)
+
+        outcomes = run_pending(worker, fail_fast=False)
+
+        assert [o.status for o in outcomes] == ["failed"]
+        assert isinstance(outcomes[0].error, error_type)
+        job = stored(queue, "j")
+        assert isinstance(job, jw.FailedJob)
+        assert re.fullmatch(error, job.error), job.error
+        assert job.started_at == clock.now()
+        assert job.metadata.retry_count == 0
+        clock.advance(3600)
+        assert run_pending(worker) == []
+        assert len(worker.calls) == 1
 
 
 def test_retry_delay_follows_the_workers_retry_policy(
@@ -269,24 +338,6 @@ def test_get_retry_delay_override_is_used(queue: jw.MemoryQueue, clock: FakeCloc
     assert stored(queue, "j").metadata.run_after == clock.now() + dt.timedelta(seconds=7)
 
 
-def test_permanent_error_fails_at_once_with_retries_left(
-    queue: jw.MemoryQueue, clock: FakeClock
-) -> None:
-    worker = FnWorker(queue, raising(jw.PermanentJobError("bad input")))
-    add_job(queue, "p", max_retries=3)
-
-    outcomes = run_pending(worker, fail_fast=False)
-
-    assert [o.status for o in outcomes] == ["failed"]
-    job = stored(queue, "p")
-    assert isinstance(job, jw.FailedJob)
-    assert job.error == "PermanentJobError: bad input"
-    assert job.metadata.retry_count == 0
-    clock.advance(3600)
-    assert run_pending(worker) == []
-    assert len(worker.calls) == 1
-
-
 def test_retry_job_error_retries_after_its_delay(queue: jw.MemoryQueue, clock: FakeClock) -> None:
     def execute(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
         if job.metadata.retry_count == 0:
@@ -311,49 +362,6 @@ def test_retry_job_error_retries_after_its_delay(queue: jw.MemoryQueue, clock: F
     assert [o.status for o in run_pending(worker)] == ["complete"]
     assert stored(queue, "r").status == "complete"
     assert len(worker.calls) == 2
-
-
-def test_retry_job_error_without_retries_left_fails(queue: jw.MemoryQueue) -> None:
-    worker = FnWorker(queue, raising(jw.RetryJobError("again", delay=30)))
-    add_job(queue, "r", max_retries=0)
-
-    outcomes = run_pending(worker, fail_fast=False)
-
-    assert [o.status for o in outcomes] == ["failed"]
-    job = stored(queue, "r")
-    assert isinstance(job, jw.FailedJob)
-    assert job.error == "RetryJobError: again"
-
-
-def test_unserializable_result_fails_for_good(queue: jw.MemoryQueue, clock: FakeClock) -> None:
-    worker = FnWorker(queue, lambda worker, job: {"value": object()})
-    add_job(queue, "u", max_retries=3)
-
-    outcomes = run_pending(worker, fail_fast=False)
-
-    assert [o.status for o in outcomes] == ["failed"]
-    assert isinstance(outcomes[0].error, jw.SerializationError)
-    job = stored(queue, "u")
-    assert isinstance(job, jw.FailedJob)
-    assert job.error.startswith("SerializationError: ")
-    assert job.metadata.retry_count == 0
-    clock.advance(3600)
-    assert run_pending(worker) == []
-    assert len(worker.calls) == 1
-
-
-def test_oversized_result_fails_for_good(clock: FakeClock) -> None:
-    queue = jw.MemoryQueue(clock=clock, max_payload=100)
-    worker = FnWorker(queue, lambda worker, job: "x" * 1000)
-    add_job(queue, "big", max_retries=3)
-
-    outcomes = run_pending(worker, fail_fast=False)
-
-    assert [o.status for o in outcomes] == ["failed"]
-    job = stored(queue, "big")
-    assert isinstance(job, jw.FailedJob)
-    assert job.error.startswith("PayloadTooLargeError: ")
-    queue.close()
 
 
 # -- cancellation --------------------------------------------------------------------------
@@ -700,53 +708,42 @@ def test_error_rate_is_errors_over_processed_plus_errors() -> None:
 def test_idle_worker_wakes_when_a_job_arrives(clock: FakeClock) -> None:
     queue = IdleSpyQueue(clock=clock)
     worker = FnWorker(queue, poll_interval=30)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker):
         assert queue.idle.wait(TIMEOUT)  # the worker is asleep in its poll
         began = time.monotonic()
         add_job(queue, "late")
         job = queue.wait_for_job("late", timeout=TIMEOUT)  # would time out after 30 s polls
         assert job.status == "complete"
         assert time.monotonic() - began < 2.0
-    finally:
-        assert worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()
-    assert not thread.is_alive()
 
 
 def test_idle_worker_wakes_for_a_scheduled_job() -> None:
     # Real clock: nothing notifies when run_after passes; the poll must time its own wait.
     queue = jw.MemoryQueue()
     worker = FnWorker(queue, poll_interval=30)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker):
         run_after = queue.clock.now() + dt.timedelta(seconds=0.2)
         add_job(queue, "scheduled", run_after=run_after)
         job = queue.wait_for_job("scheduled", timeout=TIMEOUT)
         assert isinstance(job, jw.CompleteJob)
         assert job.started_at >= run_after
-    finally:
-        assert worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()
+
+
+def assert_stops_at_once(worker: jw.JobWorker, thread: threading.Thread) -> None:
+    """Assert that stop() ends the waiting *worker* well within its 30 s wait."""
+    began = time.monotonic()
+    assert worker.stop(timeout=5) is True
+    assert time.monotonic() - began < 2.0
     assert not thread.is_alive()
 
 
 def test_stop_of_an_idle_worker_returns_at_once(clock: FakeClock) -> None:
     queue = IdleSpyQueue(clock=clock)
     worker = FnWorker(queue, poll_interval=30)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker) as thread:
         assert queue.idle.wait(TIMEOUT)
-        began = time.monotonic()
-        assert worker.stop(timeout=5) is True
-        assert time.monotonic() - began < 2.0
-        assert not thread.is_alive()
+        assert_stops_at_once(worker, thread)
         assert worker.is_stopping()
-    finally:
-        worker.stop(timeout=TIMEOUT)
-        queue.close()
 
 
 def test_stop_during_a_long_job_reports_late_and_the_job_finishes(
@@ -828,8 +825,7 @@ def test_loop_survives_a_failing_poll_and_backs_off(
     caplog.set_level(logging.ERROR, logger="jobworker.worker")
     queue = FlakyPollQueue(clock=clock)
     worker = FnWorker(queue, error_backoff=0.2)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker):
         assert queue.polled_again.wait(TIMEOUT)
         assert queue.calls[1] - queue.calls[0] >= 0.15  # it waited error_backoff
         metrics = worker.get_metrics()
@@ -840,11 +836,6 @@ def test_loop_survives_a_failing_poll_and_backs_off(
         add_job(queue, "after")
         assert queue.wait_for_job("after", timeout=TIMEOUT).status == "complete"
         assert worker.get_metrics().loop_errors == 1
-    finally:
-        assert worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()
-    assert not thread.is_alive()
 
 
 def test_stop_interrupts_the_error_backoff(clock: FakeClock) -> None:
@@ -859,16 +850,9 @@ def test_stop_interrupts_the_error_backoff(clock: FakeClock) -> None:
 
     queue = BrokenQueue(clock=clock)
     worker = FnWorker(queue, error_backoff=30)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker) as thread:
         assert queue.failed.wait(TIMEOUT)
-        began = time.monotonic()
-        assert worker.stop(timeout=5) is True
-        assert time.monotonic() - began < 2.0
-        assert not thread.is_alive()
-    finally:
-        worker.stop(timeout=TIMEOUT)
-        queue.close()
+        assert_stops_at_once(worker, thread)  # not after the 30 s backoff
 
 
 # -- BaseException -------------------------------------------------------------------------
@@ -907,16 +891,11 @@ def test_keyboard_interrupt_propagates_and_the_job_is_not_left_running(
 
 def test_start_twice_raises(queue: jw.MemoryQueue) -> None:
     worker = FnWorker(queue)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker):
         with pytest.raises(jw.WorkerStateError):
             worker.start_in_thread()
         with pytest.raises(jw.WorkerStateError):
             worker.start()
-    finally:
-        assert worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-    assert not thread.is_alive()
 
 
 def test_stop_before_start_then_start_raises(queue: jw.MemoryQueue) -> None:
@@ -1052,8 +1031,7 @@ def test_heartbeat_keeps_a_long_job_leased() -> None:
         return {"done": True}
 
     worker = FnWorker(queue, execute, job_types={"slow"}, heartbeat_interval=0.05)
-    thread = worker.start_in_thread()
-    try:
+    with started(worker):
         add_job(queue, "slow", type="slow")
         assert running.wait(TIMEOUT)
         # Another poller wakes at every lease deadline and would recover an expired lease.
@@ -1067,15 +1045,18 @@ def test_heartbeat_keeps_a_long_job_leased() -> None:
         assert done.result == {"done": True}
         assert done.metadata.retry_count == 0
         assert worker.get_metrics().lost == 0
-    finally:
-        assert worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()
-    assert not thread.is_alive()
 
 
-def test_after_a_late_stop_the_lease_expires_and_the_job_is_retried() -> None:
-    queue = jw.MemoryQueue(lease_duration=0.3, retry_policy=jw.RetryPolicy.immediate())
+@contextlib.contextmanager
+def stopped_late(
+    queue: jw.MemoryQueue, max_retries: int
+) -> Iterator[tuple[FnWorker, threading.Thread, threading.Event]]:
+    """A worker asked to stop while it runs job "slow", which outlasts the stop's timeout.
+
+    Yields the worker, its thread, and the Event that lets the job return. The
+    stop has ended the heartbeat, so the job's lease runs out. At the end the
+    job is released, and the worker stopped and its queue closed (:func:`started`).
+    """
     running = threading.Event()
     release = threading.Event()
 
@@ -1085,12 +1066,19 @@ def test_after_a_late_stop_the_lease_expires_and_the_job_is_retried() -> None:
         return {"late": True}
 
     worker = FnWorker(queue, execute, job_types={"slow"}, heartbeat_interval=0.05)
-    thread = worker.start_in_thread()
-    try:
-        add_job(queue, "slow", type="slow", max_retries=3)
-        assert running.wait(TIMEOUT)
-        assert worker.stop(timeout=0.05) is False
+    with started(worker) as thread:
+        try:
+            add_job(queue, "slow", type="slow", max_retries=max_retries)
+            assert running.wait(TIMEOUT)
+            assert worker.stop(timeout=0.05) is False
+            yield worker, thread, release
+        finally:
+            release.set()  # before the worker is stopped and joined
 
+
+def test_after_a_late_stop_the_lease_expires_and_the_job_is_retried() -> None:
+    queue = jw.MemoryQueue(lease_duration=0.3, retry_policy=jw.RetryPolicy.immediate())
+    with stopped_late(queue, max_retries=3) as (worker, thread, release):
         # The heartbeat stopped: the lease runs out and the next poll recovers the job.
         second = queue.poll_next_pending_job(types={"slow"}, worker="second", timeout=TIMEOUT)
         assert second is not None
@@ -1106,30 +1094,11 @@ def test_after_a_late_stop_the_lease_expires_and_the_job_is_retried() -> None:
         assert job.claim == second.claim
         assert worker.get_metrics().lost == 1
         assert worker.get_metrics().processed == 0
-    finally:
-        release.set()
-        worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()
 
 
 def test_after_a_late_stop_a_job_without_retries_fails_as_worker_lost() -> None:
     queue = jw.MemoryQueue(lease_duration=0.3)
-    running = threading.Event()
-    release = threading.Event()
-
-    def execute(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
-        running.set()
-        release.wait(TIMEOUT)
-        return {"late": True}
-
-    worker = FnWorker(queue, execute, job_types={"slow"}, heartbeat_interval=0.05)
-    thread = worker.start_in_thread()
-    try:
-        add_job(queue, "slow", type="slow", max_retries=0)
-        assert running.wait(TIMEOUT)
-        assert worker.stop(timeout=0.05) is False
-
+    with stopped_late(queue, max_retries=0) as (worker, thread, release):
         # This poll wakes at the lease deadline, recovers the job, finds nothing to take.
         assert queue.poll_next_pending_job(types={"slow"}, timeout=0.8) is None
         job = stored(queue, "slow")
@@ -1142,8 +1111,3 @@ def test_after_a_late_stop_a_job_without_retries_fails_as_worker_lost() -> None:
         job = stored(queue, "slow")
         assert isinstance(job, jw.FailedJob)  # the late result did not resurrect it
         assert worker.get_metrics().lost == 1
-    finally:
-        release.set()
-        worker.stop(timeout=TIMEOUT)
-        thread.join(TIMEOUT)
-        queue.close()

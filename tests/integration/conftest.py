@@ -1,0 +1,26 @@
+"""Fixtures of the integration tests."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import with_app
+
+from .crash_harness import WorkerProcesses, worker_processes
+
+
+@pytest.fixture
+def postgres_processes(
+    postgres_schema: tuple[str, str], tmp_path: pathlib.Path
+) -> Iterator[WorkerProcesses]:
+    """Worker processes on the test's PostgreSQL schema, each its own application_name."""
+    dsn, schema = postgres_schema
+
+    def queue_args(name: str) -> list[str]:
+        return [f"--postgres={with_app(dsn, name)}", f"--schema={schema}"]
+
+    with worker_processes(tmp_path, queue_args) as procs:
+        yield procs
