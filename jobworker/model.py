@@ -66,6 +66,7 @@ __all__ = [
     "new_job",
     "release",
     "start",
+    "text_problem",
     "user_id",
     "validate_job",
 ]
@@ -127,17 +128,28 @@ INT_MIN: Final = -(2**31)
 INT_MAX: Final = 2**31 - 1
 
 
+def text_problem(value: str) -> str | None:
+    """Return why no store could hold the text *value*, or ``None`` if every one can.
+
+    Every store takes UTF-8 text without NUL characters: SQLite and
+    PostgreSQL refuse the rest, so metadata must not carry it.
+    """
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"is not valid Unicode: {value!r}"
+    return None
+
+
 def _check_text(name: str, value: object, *, empty: bool) -> None:
     if not isinstance(value, str) or (not empty and not value):
         kind = "a string" if empty else "a non-empty string"
         raise InvalidJobError(f"metadata.{name} must be {kind}, got {value!r}")
-    # Every store takes UTF-8 text without NUL characters.
-    if "\x00" in value:
-        raise InvalidJobError(f"metadata.{name} must not contain NUL characters")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise InvalidJobError(f"metadata.{name} is not valid Unicode: {value!r}") from None
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidJobError(f"metadata.{name} {problem}")
 
 
 def _check_metadata(meta: JobMetadata) -> None:

@@ -38,6 +38,7 @@ from ..model import (
     new_claim,
     release,
     start,
+    text_problem,
 )
 from ._rows import (
     COLUMNS,
@@ -542,13 +543,7 @@ def findable(text: str) -> bool:
     so a lookup by other text finds nothing, and is answered without asking
     a database that could not even take it as a parameter.
     """
-    if not isinstance(text, str) or "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    return isinstance(text, str) and text_problem(text) is None
 
 
 def order_key(row: Any) -> tuple[int, int, int]:
