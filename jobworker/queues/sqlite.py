@@ -18,10 +18,11 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ._rows import COLUMNS, N_COLUMNS
+from ..model import P, PendingJob
 from ._sql import SQLQueue, Tx
 from ._sqlite_schema import migrate
 
@@ -155,6 +156,49 @@ class SQLiteQueue(SQLQueue):
         except sqlite3.IntegrityError:
             raise DuplicateJobError(values[0]) from None
 
+    # -- transactional enqueue ----------------------------------------------------------------
+
+    def create_job(self, job: PendingJob[P], *, connection: Any = None) -> PendingJob[P]:
+        """Store a new pending job; with *connection*, inside the caller's transaction.
+
+        With ``connection`` (an :class:`sqlite3.Connection` to this queue's
+        file, in a transaction or about to open one implicitly, as Django's
+        ``transaction.atomic()`` leaves it), the job exists if and only if that
+        transaction commits. The insert takes the database's write lock until
+        the caller commits. Idle workers see the job within their
+        ``poll_interval``, or at once if the caller calls :meth:`wake` after
+        its commit. Otherwise as :meth:`JobQueue.create_job`.
+        """
+        if connection is None:
+            return super().create_job(job)
+        if not isinstance(connection, sqlite3.Connection):
+            raise TypeError(
+                f"connection must be an sqlite3.Connection, got {type(connection).__name__}"
+            )
+        self._check_same_file(connection)
+        if _autocommits(connection):
+            raise BackendError(
+                "create_job(connection=...) needs a connection inside a transaction"
+            )
+        stored = self._encode_new(job)
+        try:
+            self._create(connection, stored)
+        except sqlite3.Error as exc:
+            raise self._error("insert failed", exc) from exc
+        return cast("PendingJob[P]", self._decode(stored))
+
+    def _check_same_file(self, connection: sqlite3.Connection) -> None:
+        try:
+            rows = connection.execute("PRAGMA database_list").fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read the connection's database", exc) from exc
+        main = next((row[2] for row in rows if row[1] == "main"), "")
+        if not main or not os.path.exists(main) or not os.path.samefile(main, self.path):
+            raise BackendError(
+                f"create_job(connection=...) got a connection to {main or 'memory'!r}, "
+                f"not to this queue's file {self.path!r}"
+            )
+
     def close(self) -> None:
         """Refuse further calls and close this thread's connection.
 
@@ -167,6 +211,18 @@ class SQLiteQueue(SQLQueue):
         holder: _Holder | None = getattr(self._local, "holder", None)
         if holder is not None:
             holder.conn.close()
+
+
+def _autocommits(conn: sqlite3.Connection) -> bool:
+    """Return whether an INSERT on *conn* now would commit at once."""
+    if conn.in_transaction:
+        return False
+    mode = getattr(conn, "autocommit", None)  # Python 3.12+
+    if isinstance(mode, bool):
+        return mode
+    # Legacy transaction control: sqlite3 opens a transaction before an
+    # INSERT unless isolation_level is None.
+    return conn.isolation_level is None
 
 
 class _Holder:

@@ -252,7 +252,11 @@ class OrphanWatch:
     def _run(self) -> None:
         conn = self.connect()
         try:
-            while not self.stop.wait(0.02):
+            stopping = False
+            while not stopping:
+                # One last look after stop is set: the jobs may all have ended
+                # between two looks, and the test stops the watch at once then.
+                stopping = self.stop.wait(0.02)
                 with self.lock:
                     waiting = dict(self.orphans)
                 if not waiting:
