@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
-from ._rows import COLUMNS, N_COLUMNS
 from ..model import P, PendingJob
+from ._rows import COLUMNS, N_COLUMNS
 from ._sql import SQLQueue, Tx
 from ._sqlite_schema import migrate
 
@@ -177,9 +177,7 @@ class SQLiteQueue(SQLQueue):
             )
         self._check_same_file(connection)
         if _autocommits(connection):
-            raise BackendError(
-                "create_job(connection=...) needs a connection inside a transaction"
-            )
+            raise BackendError("create_job(connection=...) needs a connection inside a transaction")
         stored = self._encode_new(job)
         try:
             self._create(connection, stored)

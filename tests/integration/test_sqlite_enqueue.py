@@ -96,7 +96,7 @@ def test_a_connection_to_another_file_is_refused(
 
 def test_not_a_connection_is_a_type_error(db: tuple[jw.SQLiteQueue, sqlite3.Connection]) -> None:
     queue, _ = db
-    with pytest.raises(TypeError, match="sqlite3.Connection"):
+    with pytest.raises(TypeError, match=r"sqlite3\.Connection"):
         queue.create_job(jw.new_job("ship", {}), connection="jobs.sqlite3")
 
 
