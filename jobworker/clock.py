@@ -12,7 +12,8 @@ from typing import Protocol
 
 __all__ = ["Clock", "SystemClock", "from_us", "to_us", "utcnow"]
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_UTC = _dt.timezone.utc
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _US = _dt.timedelta(microseconds=1)
 
 
@@ -31,7 +32,7 @@ def from_us(value: int) -> _dt.datetime:
 
 def utcnow() -> _dt.datetime:
     """Return the current time as a timezone-aware UTC datetime."""
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_UTC)
 
 
 class Clock(Protocol):
@@ -47,7 +48,8 @@ class SystemClock:
 
     def now(self) -> _dt.datetime:
         """Return the current time, timezone-aware UTC."""
-        return utcnow()
+        # As utcnow() does, without its call: queues read the clock on every claim.
+        return _dt.datetime.now(_UTC)
 
     def __repr__(self) -> str:
         return "SystemClock()"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Final, TypeVar
+import json.encoder as json_encoder
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 import cattrs
@@ -18,6 +20,7 @@ import cattrs
 from .errors import InvalidJobError, PayloadTooLargeError, SerializationError
 from .jobtypes import JobTypeRegistry
 from .model import (
+    _JOB_CLASSES,
     AnyJob,
     CancelledJob,
     Claim,
@@ -49,8 +52,55 @@ converter = cattrs.Converter()
 converter.register_unstructure_hook(_dt.datetime, lambda value: value.isoformat())
 converter.register_structure_hook(_dt.datetime, lambda value, _: _dt.datetime.fromisoformat(value))
 
-_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+_decoder = json.JSONDecoder()
+
+
+def _make_dumps() -> Callable[[Any], str]:
+    """Return the function that writes JSON text, compact and without NaN.
+
+    Where the C encoder exists it is built once and called directly:
+    ``JSONEncoder.encode`` builds a new one on every call. It is built
+    without the circular-reference table, so it shares no state between
+    threads; a circular value then ends in :class:`RecursionError`, which
+    :func:`_dump` refuses like any other unstorable value.
+    """
+    make: Any = getattr(json_encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # no C accelerator (PyPy): the pure-Python path
+        return _encoder.encode
+    # (markers, default, encoder, indent, key_separator, item_separator,
+    #  sort_keys, skipkeys, allow_nan), as JSONEncoder.iterencode passes them.
+    encode = make(
+        None, _encoder.default, json_encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
+_scan = cast(Any, _decoder).scan_once  # the C scanner; not in typeshed
+
+
+def _loads(text: str) -> Any:
+    """Return the value of the JSON *text*, as ``json.loads`` does.
+
+    Text jobworker wrote (compact, one value) is scanned directly; anything
+    else (spaces around it, bytes, malformed text) goes through
+    ``json.loads``, which accepts or refuses it with its usual errors.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, TypeError, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+#: Types whose values the encoder takes or refuses itself: none is an attrs class.
+_PLAIN_TYPES: Final = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
 def _dump(value: Any, cls: Any, what: str) -> str:
@@ -60,7 +110,7 @@ def _dump(value: Any, cls: Any, what: str) -> str:
     """
     try:
         if cls is None or value is None:
-            if attrs.has(type(value)):
+            if type(value) not in _PLAIN_TYPES and attrs.has(type(value)):
                 raise SerializationError(
                     f"{what} is a {type(value).__name__}: register the job type with "
                     f"{what}={type(value).__name__} to store attrs classes"
@@ -92,17 +142,22 @@ def encode_value(value: Any, cls: Any, *, what: str, limit: int | None) -> str:
     :raises SerializationError: *value* cannot be stored as JSON.
     :raises PayloadTooLargeError: the text is longer than *limit* bytes of UTF-8.
     """
-    text = _dump(value, cls, what)
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError as exc:
-        # A lone surrogate: no UTF-8 store (SQLite text, PostgreSQL jsonb) takes it.
-        raise SerializationError(f"{what} holds text that is not valid Unicode: {exc}") from exc
+    text = "null" if value is None else _dump(value, cls, what)
+    # isascii() is O(1) in CPython; ASCII text is valid UTF-8, one byte a character.
+    size = len(text) if text.isascii() else _utf8_size(text, what)
     if limit is not None and size > limit:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, over the limit of {limit}", size=size, limit=limit
         )
     return text
+
+
+def _utf8_size(text: str, what: str) -> int:
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError as exc:
+        # A lone surrogate: no UTF-8 store (SQLite text, PostgreSQL jsonb) takes it.
+        raise SerializationError(f"{what} holds text that is not valid Unicode: {exc}") from exc
 
 
 def roundtrip_value(value: Any, cls: Any, *, what: str, limit: int | None) -> tuple[Any, str]:
@@ -115,42 +170,90 @@ def roundtrip_value(value: Any, cls: Any, *, what: str, limit: int | None) -> tu
     return load_value(text, cls, what), text
 
 
-def encode_job(job: AnyJob, registry: JobTypeRegistry, *, limit: int | None) -> AnyJob:
+def encode_job(
+    job: AnyJob, registry: JobTypeRegistry, *, limit: int | None, params: bool = True
+) -> AnyJob:
     """Return *job* with its params, progress and result replaced by their JSON text.
 
     This is the stored form a backend keeps; :func:`decode_job` reverses it.
-    A running job without progress keeps ``progress=None``.
+    A running job without progress keeps ``progress=None``. With
+    ``params=False`` the params are left as they are: an update takes them
+    from the stored job, so they need not be stored again.
     """
     job_type = registry.get(job.metadata.type)
-    params = encode_value(job.params, job_type.params, what="params", limit=limit)
+    text = (
+        encode_value(job.params, job_type.params, what="params", limit=limit)
+        if params
+        else job.params
+    )
+    extra: Any = None
     if isinstance(job, RunningJob):
-        progress = (
-            None
-            if job.progress is None
-            else encode_value(job.progress, job_type.progress, what="progress", limit=limit)
-        )
-        return attrs.evolve(job, params=params, progress=progress)
-    if isinstance(job, CompleteJob):
-        result = encode_value(job.result, job_type.result, what="result", limit=limit)
-        return attrs.evolve(job, params=params, result=result)
-    return attrs.evolve(job, params=params)
+        if job.progress is not None:
+            extra = encode_value(job.progress, job_type.progress, what="progress", limit=limit)
+    elif isinstance(job, CompleteJob):
+        extra = encode_value(job.result, job_type.result, what="result", limit=limit)
+    return _with_values(job, text, extra)
 
 
 def decode_job(job: _J, registry: JobTypeRegistry) -> _J:
     """Return the job that :func:`encode_job` gave *job* for: fresh values, shared with nothing."""
     job_type = registry.get(job.metadata.type)
-    params = load_value(job.params, job_type.params, "params")
+    # Plain JSON values (no registered class) are the text's value, as load_value gives.
+    params_type = job_type.params
+    if params_type is None:
+        params = _loads(job.params)
+    else:
+        params = load_value(job.params, params_type, "params")
+    new: AnyJob
     if isinstance(job, RunningJob):
-        progress = (
-            None
-            if job.progress is None
-            else load_value(job.progress, job_type.progress, "progress")
-        )
-        return attrs.evolve(job, params=params, progress=progress)
-    if isinstance(job, CompleteJob):
-        result = load_value(job.result, job_type.result, "result")
-        return attrs.evolve(job, params=params, result=result)
-    return attrs.evolve(job, params=params)
+        progress = job.progress
+        if progress is not None:
+            progress = load_value(progress, job_type.progress, "progress")
+        new = RunningJob(job.metadata, params, job.started_at, job.claim, progress)
+    elif isinstance(job, CompleteJob):
+        result_type = job_type.result
+        if result_type is None:
+            result = _loads(job.result)
+        else:
+            result = load_value(job.result, result_type, "result")
+        new = CompleteJob(job.metadata, params, job.started_at, job.completed_at, result)
+    else:
+        new = _with_values(job, params, None)
+    return cast(_J, new)
+
+
+def _with_values(job: _J, params: Any, extra: Any) -> _J:
+    """Return *job* with *params*, and *extra* as its progress or result; the rest shared.
+
+    Several times faster than ``attrs.evolve``, which looks every field up
+    by name. It passes every field of every job class by position, in the
+    order checked below.
+    """
+    new: AnyJob
+    if isinstance(job, RunningJob):
+        new = RunningJob(job.metadata, params, job.started_at, job.claim, extra)
+    elif isinstance(job, CompleteJob):
+        new = CompleteJob(job.metadata, params, job.started_at, job.completed_at, extra)
+    elif isinstance(job, PendingJob):
+        new = PendingJob(job.metadata, params)
+    elif isinstance(job, FailedJob):
+        new = FailedJob(job.metadata, params, job.started_at, job.completed_at, job.error)
+    else:
+        new = CancelledJob(job.metadata, params, job.completed_at, job.started_at)
+    return cast(_J, new)
+
+
+# _with_values and decode_job here, and start, complete and new_claim in the model,
+# pass each field by position: a field added to these classes, or moved, must be
+# added or moved there too.
+assert [f.name for f in attrs.fields(Claim)] == ["token", "worker"]
+assert [[f.name for f in attrs.fields(cls)] for cls in _JOB_CLASSES] == [
+    ["metadata", "params", "status"],
+    ["metadata", "params", "started_at", "claim", "progress", "status"],
+    ["metadata", "params", "started_at", "completed_at", "result", "status"],
+    ["metadata", "params", "started_at", "completed_at", "error", "status"],
+    ["metadata", "params", "completed_at", "started_at", "status"],
+]
 
 
 # -- whole jobs, for durable backends and JSON output --------------------------------------

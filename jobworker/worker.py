@@ -34,7 +34,6 @@ from .model import (
     JobId,
     RunningJob,
     cancel,
-    complete,
     describe_error,
     fail,
     fail_or_retry,
@@ -53,6 +52,15 @@ G = TypeVar("G")
 _thread_numbers = itertools.count(1)
 
 OutcomeStatus = Literal["complete", "retry", "failed", "cancelled", "lost"]
+
+#: The metrics counter each outcome adds to.
+_COUNTER: dict[str, str] = {
+    "complete": "processed",
+    "retry": "retried",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "lost": "lost",
+}
 
 
 @attrs.frozen
@@ -109,7 +117,9 @@ class _Heartbeat:
         self._worker = worker
         self._interval = interval
         self._cond = threading.Condition()
-        self._job: RunningJob[Any, Any] | None = None  # guarded by _cond
+        # Written by the worker thread, read by the heartbeat thread; a plain
+        # attribute store and load are atomic, so it needs no lock.
+        self._job: RunningJob[Any, Any] | None = None
         self._closed = False  # guarded by _cond
         self._thread: threading.Thread | None = None
 
@@ -118,12 +128,12 @@ class _Heartbeat:
         self._thread.start()
 
     def track(self, job: RunningJob[Any, Any] | None) -> None:
-        # No notify: the heartbeat ticks on its own interval and renews
-        # whatever job is current then, so starting and ending a job costs
-        # no thread switch. A job's first renewal comes within one interval,
-        # well inside its lease of three.
-        with self._cond:
-            self._job = job
+        # No lock and no notify: the heartbeat ticks on its own interval and
+        # renews whatever job is current then, so starting and ending a job
+        # costs no lock and no thread switch. A job's first renewal comes
+        # within one interval, well inside its lease of three. A renewal of a
+        # job that just ended is refused and marks only that job's claim lost.
+        self._job = job
 
     def close(self) -> None:
         with self._cond:
@@ -146,8 +156,9 @@ class _Heartbeat:
                     self._cond.wait(remaining)
                 if self._closed:
                     return None
-                if self._job is not None:
-                    return self._job
+                job = self._job
+                if job is not None:
+                    return job
 
     def _run(self) -> None:
         while (job := self._next_renewal()) is not None:
@@ -270,6 +281,17 @@ class JobWorker(abc.ABC):
         The job is pending again if it will be retried, failed if not.
         """
 
+    def on_worker_start(self) -> None:
+        """Called in the worker's thread before its loop takes the first job."""
+
+    def on_worker_stop(self) -> None:
+        """Called in the worker's thread as its loop ends, before :meth:`stop` returns.
+
+        The place to release what the thread holds (database connections of a
+        framework, say). Not called when :meth:`stop` gave up on the worker
+        before its current job ended; then it runs when that job ends.
+        """
+
     def get_retry_delay(self, job: RunningJob[Any, Any], error: Exception) -> float:
         """Return seconds to wait before retrying *job* after *error*."""
         return self.retry_policy.delay(job.metadata.retry_count, self._rng)
@@ -305,8 +327,7 @@ class JobWorker(abc.ABC):
         longer renewed: once the lease expires the queue recovers the job
         and a late result is refused. Thread-safe; may be called again.
         """
-        self._stop_event.set()
-        self.queue.wake()
+        self.request_stop()
         with self._state_lock:
             if self._state == "new":
                 self._state = "stopped"
@@ -323,6 +344,15 @@ class JobWorker(abc.ABC):
             self._abandoned.set()
             self._heartbeat.close()
         return stopped
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop after its current job, and return at once.
+
+        :meth:`stop` does this, then waits. Safe from any thread, including
+        while the interpreter shuts down (it starts no thread).
+        """
+        self._stop_event.set()
+        self.queue.wake()
 
     def is_stopping(self) -> bool:
         """Return whether :meth:`stop` was called."""
@@ -349,6 +379,7 @@ class JobWorker(abc.ABC):
         self._heartbeat.start(f"{threading.current_thread().name}-heartbeat")
         log.info("worker %s started", name)
         try:
+            self._call_hook(self.on_worker_start)
             while not self._stop_event.is_set():
                 try:
                     self.run_once(timeout=self.poll_interval)
@@ -361,6 +392,7 @@ class JobWorker(abc.ABC):
         finally:
             self._heartbeat.close()
             self._heartbeat.join(None)
+            self._call_hook(self.on_worker_stop)
             with self._state_lock:
                 self._state = "stopped"
             log.info("worker %s stopped", name)
@@ -393,22 +425,23 @@ class JobWorker(abc.ABC):
         self._last_progress = float("-inf")
         self._lost_token = None
         self._heartbeat.track(job)
+        outcome: JobOutcome | None = None
         try:
             self._call_hook(self.on_job_start, job)
             try:
                 result = self.execute_job(job)
             except JobCancelledError as exc:
-                return self._count(self._write_cancel(job, exc))
+                outcome = self._write_cancel(job, exc)
             except PermanentJobError as exc:
                 new: AnyJob = fail(job, describe_error(exc), now=self._now())
-                return self._count(self._write_failure(job, new, exc))
+                outcome = self._write_failure(job, new, exc)
             except RetryJobError as exc:
                 new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=exc.delay)
-                return self._count(self._write_failure(job, new, exc))
+                outcome = self._write_failure(job, new, exc)
             except Exception as exc:  # broad: any error of user code fails the attempt
                 delay = self.get_retry_delay(job, exc)
                 new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=delay)
-                return self._count(self._write_failure(job, new, exc))
+                outcome = self._write_failure(job, new, exc)
             except BaseException:
                 # Interrupted (KeyboardInterrupt, SystemExit): hand the job back, unrun.
                 try:
@@ -416,18 +449,23 @@ class JobWorker(abc.ABC):
                 except Exception:  # broad: the interrupt matters more; the lease recovers it
                     log.warning("could not release job %s", job.metadata.id, exc_info=True)
                 raise
-            return self._count(self._write_result(job, result))
+            else:
+                outcome = self._write_result(job, result)
+            return outcome
         finally:
             self._heartbeat.track(None)
             self._current = None
-            with self._metrics_lock:
-                self._busy += time.monotonic() - began
+            self._count(outcome, time.monotonic() - began)
 
     def _now(self) -> Any:
         return self.queue.clock.now()
 
-    def _store_outcome(self, job: RunningJob[Any, Any], new: AnyJob) -> AnyJob:
+    def _store_outcome(
+        self, job: RunningJob[Any, Any], new: AnyJob | None, result: Any = None
+    ) -> AnyJob:
         """Write an attempt's outcome under its claim, retrying while the store fails.
+
+        The outcome is *new*, or, if that is ``None``, completion with *result*.
 
         A locked or unreachable store must not turn a finished job into a
         lost one: the write is retried with backoff (capped at
@@ -438,6 +476,8 @@ class JobWorker(abc.ABC):
         delay = 0.05
         while True:
             try:
+                if new is None:
+                    return self.queue._complete_job(job, result)
                 return self.queue.update_job(new, "running", claim=job.claim)
             except BackendError:
                 if self._abandoned.is_set():
@@ -453,7 +493,7 @@ class JobWorker(abc.ABC):
 
     def _write_result(self, job: RunningJob[Any, Any], result: Any) -> JobOutcome:
         try:
-            stored = self._store_outcome(job, complete(job, result, now=self._now()))
+            stored = self._store_outcome(job, None, result)
         except InvalidJobError as exc:
             # Unstorable or too large: a retry would return the same value, so fail for good.
             log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
@@ -500,21 +540,17 @@ class JobWorker(abc.ABC):
         log.warning("job %s: outcome discarded, the claim was lost (%s)", job.metadata.id, reason)
         return JobOutcome("lost", current if current is not None else job, error)
 
-    def _count(self, outcome: JobOutcome) -> JobOutcome:
-        key = {
-            "complete": "processed",
-            "retry": "retried",
-            "failed": "failed",
-            "cancelled": "cancelled",
-            "lost": "lost",
-        }[outcome.status]
+    def _count(self, outcome: JobOutcome | None, busy: float) -> None:
+        """Record an attempt's time and, unless it was interrupted, its outcome."""
         with self._metrics_lock:
-            self._counts[key] += 1
+            self._busy += busy
+            if outcome is None:
+                return
+            self._counts[_COUNTER[outcome.status]] += 1
             error = outcome.error
             if error is not None and not isinstance(error, JobCancelledError):
                 self._counts["errors"] += 1
                 self._last_error = describe_error(error)
-        return outcome
 
     def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:

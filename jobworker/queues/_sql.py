@@ -1,17 +1,26 @@
 """SQLQueue: what the SQL backends share, on top of a small dialect.
 
-A backend supplies transactions (:meth:`SQLQueue._write`), plain reads
-(:meth:`SQLQueue._read`), its placeholder and row-locking clauses, and how it
-tells other processes that a job is ready. Everything else (claims, updates,
-recovery, the set-aside of malformed rows, waiting) is here once, so the
-SQL backends cannot drift apart.
+A backend supplies transactions (:meth:`SQLQueue._write`), statements run
+outside any transaction (:meth:`SQLQueue._autocommit`), its placeholder and
+row-locking clauses, and how it tells other processes that a job is ready.
+Everything else (claims, updates, recovery, the set-aside of malformed rows,
+waiting) is here once, so the SQL backends cannot drift apart.
+
+A job's common path is one statement per step, each atomic on its own: the
+insert; the claim, an ``UPDATE ... WHERE key = (the best ready row)
+RETURNING``; the holder's outcome, an ``UPDATE`` fenced by the claim, the
+lease and the values the model's transition read (:meth:`SQLQueue._update_fenced`).
+Everything else, and every case the fenced update does not cover, takes a
+transaction that reads the row, applies the model's transition and writes it.
+Expired leases are recovered before each call, but the database is asked only
+when a lease may have expired (:meth:`SQLQueue._recover_if_due`).
 
 SQL templates use ``?`` for parameters and ``{t}`` for the jobs table;
 :meth:`SQLQueue._q` turns them into the backend's dialect. Times are integer
 microseconds since the epoch (see ``_rows``).
 
-Threads: ``_cond`` guards ``_generation`` and ``_closed``; no database call is
-made with it held.
+Threads: ``_cond`` guards ``_generation`` and ``_closed``; ``_lease_lock``
+guards the recovery bookkeeping. No database call is made with either held.
 """
 
 from __future__ import annotations
@@ -24,11 +33,22 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from typing import Any, ClassVar, Final, TypeVar, cast
 
-from ..errors import InvalidJobError, JobNotFoundError, QueueClosedError, WaitTimeoutError
+import attrs
+
+from ..errors import (
+    InvalidJobError,
+    JobNotFoundError,
+    JobworkerError,
+    QueueClosedError,
+    WaitTimeoutError,
+)
 from ..model import (
     STATUSES,
     WORKER_LOST,
     AnyJob,
+    Claim,
+    CompleteJob,
+    FailedJob,
     JobId,
     PendingJob,
     RunningJob,
@@ -37,7 +57,6 @@ from ..model import (
     fail_or_retry,
     new_claim,
     release,
-    start,
     text_problem,
 )
 from ._rows import (
@@ -49,7 +68,6 @@ from ._rows import (
     row_to_job,
     sanitize_row,
     to_us,
-    values_of,
 )
 from .base import JobPredicate, JobQueue
 
@@ -65,6 +83,9 @@ _PAGE: Final = 16
 # Longest wait between two looks at the database in wait_for_job, for
 # changes made by processes that send no signal.
 _MAX_WAIT_STEP: Final = 0.1
+# Longest time between two looks for expired leases, for those another
+# process grants with a shorter lease_duration than this queue's.
+_RECOVERY_REFRESH: Final = 1.0
 _READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
 
 
@@ -73,19 +94,35 @@ class SQLQueue(JobQueue):
 
     #: The column that records arrival order.
     ARRIVAL: ClassVar[str]
+    #: The unique, indexed column a claim's UPDATE finds its row by.
+    KEY: ClassVar[str]
     #: Appended to a SELECT of rows a transaction is about to change.
     LOCK_ROW: ClassVar[str] = ""
     #: Appended to a SELECT of candidate rows, so concurrent claimers skip them.
     SKIP_LOCKED: ClassVar[str] = ""
+    #: ``run_after_us`` equal to a parameter, NULL included.
+    SAME_RUN_AFTER: ClassVar[str] = "run_after_us IS ?"
+    #: Conditions that a running row's values have the types a job needs,
+    #: where the schema does not enforce them (see _update_fenced).
+    WELL_TYPED: ClassVar[str] = ""
 
     def __init__(self, *, table: str, placeholder: str, **options: Any) -> None:
         super().__init__(**options)
         self._table = table
         self._placeholder = placeholder
         self._queries: dict[str, str] = {}
+        self._claim_sqls: dict[int | None, str] = {}
         self._cond = threading.Condition()
         self._generation = 0  # guarded by _cond: bumped when a job may have become ready
         self._closed = False  # guarded by _cond
+        # Recovery bookkeeping (see _recover_if_due), guarded by _lease_lock.
+        # Reads without the lock are fine: a stale value only makes a look
+        # at the database happen sooner.
+        self._lease_lock = threading.Lock()
+        self._recovery_due = -1  # queue-clock us by which some lease may have expired
+        self._recovery_refresh_at = 0.0  # monotonic time of the next look in any case
+        self._grants = 0  # leases granted by this queue, to spot one granted during a look
+        self._recovery_refresh = min(_RECOVERY_REFRESH, self.lease_duration / 4)
 
     # -- the dialect ---------------------------------------------------------------------
 
@@ -94,19 +131,52 @@ class SQLQueue(JobQueue):
         """Run *body* in one write transaction; commit, or roll back and re-raise."""
 
     @abc.abstractmethod
+    def _autocommit(self, body: Callable[[Tx], T], what: str = "write") -> T:
+        """Run *body* outside any transaction: each statement commits on its own."""
+
     def _reading(self, body: Callable[[Tx], T]) -> T:
         """Run *body*, which only reads, outside any write transaction."""
+        return self._autocommit(body, "read")
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """Run one read-only statement (already in dialect) and return its rows."""
         return self._reading(lambda tx: list(tx.execute(sql, args).fetchall()))
 
+    def _run(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Run one statement with RETURNING (already in dialect) on its own; return its rows.
+
+        One statement is atomic, so it needs no explicit transaction: one
+        round trip instead of three.
+        """
+        return self._autocommit(lambda tx: list(tx.execute(sql, args).fetchall()))
+
     @abc.abstractmethod
-    def _insert(self, tx: Tx, values: Sequence[Any]) -> None:
-        """Insert a row; raise :class:`DuplicateJobError` if the id exists."""
+    def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
+        """Insert the row of a new job and announce it, in *tx*.
+
+        :raises DuplicateJobError: the id exists (and *tx* can go on).
+        """
 
     def _announce(self, tx: Tx, job_type: str) -> None:
         """Tell other processes, within *tx*, that a job of *job_type* is ready."""
+
+    def _best_of_types(self, count: int) -> str:
+        """Return a subquery: the KEY of the best ready row among *count* types.
+
+        Its parameters are, for each type, the type and the time now. The
+        head of each type comes from that type's index, so the cost does not
+        grow with the jobs of other types.
+        """
+        head = (
+            f"SELECT {self.KEY} AS k, priority AS p, created_us AS c, {self.ARRIVAL} AS a "
+            f"FROM {{t}} WHERE type = ? AND {_READY} "
+            f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1"
+        )
+        heads = " UNION ALL ".join([f"SELECT * FROM ({head})"] * count)
+        return f"SELECT k FROM ({heads}) AS heads ORDER BY p DESC, c, a LIMIT 1"
+
+    def _best_of_types_args(self, wanted: list[str], now: int) -> list[Any]:
+        return [value for job_type in wanted for value in (job_type, now)]
 
     def _q(self, template: str) -> str:
         """Return *template* in this backend's dialect (cached)."""
@@ -138,6 +208,10 @@ class SQLQueue(JobQueue):
     def _select(self, where: str, suffix: str = "") -> str:
         return self._q(f"SELECT {COLUMNS}, {self.ARRIVAL} FROM {{t}} WHERE {where} {suffix}")
 
+    def _select_leased(self) -> str:
+        """A SELECT of one row by id, locked, with its lease expiry last."""
+        return self._q(f"SELECT {COLUMNS}, lease_until_us FROM {{t}} WHERE id = ? {self.LOCK_ROW}")
+
     # -- rows ------------------------------------------------------------------------------
 
     def _store(self, tx: Tx, job: AnyJob, lease_until: int | None) -> None:
@@ -147,13 +221,23 @@ class SQLQueue(JobQueue):
             (*mutable_values(job), lease_until, job.metadata.id),
         )
 
-    def _set_aside(self, tx: Tx, row: Any, reason: str, **kw: Any) -> AnyJob:
-        """Turn a malformed row into a failed job that says why; return it."""
+    def _set_aside(
+        self, tx: Tx, row: Any, reason: str, *, token: str | None = None, **kw: Any
+    ) -> AnyJob:
+        """Turn a malformed row into a failed job that says why; return it.
+
+        With *token*, only while the row is still held by that claim.
+        """
         fixed = sanitize_row(row, reason, self._now_us(), **kw)
         marks = ", ".join("?" * (N_COLUMNS + 1))
+        where, args = (
+            ("id = ?", [row[0]])
+            if token is None
+            else ("id = ? AND claim_token = ?", [row[0], token])
+        )
         tx.execute(
-            self._q(f"UPDATE {{t}} SET ({COLUMNS}, lease_until_us) = ({marks}) WHERE id = ?"),
-            (*fixed, None, row[0]),
+            self._q(f"UPDATE {{t}} SET ({COLUMNS}, lease_until_us) = ({marks}) WHERE {where}"),
+            (*fixed, None, *args),
         )
         return row_to_job(fixed)
 
@@ -194,30 +278,80 @@ class SQLQueue(JobQueue):
         for row in rows:
             job = self._load(tx, row)
             if isinstance(job, RunningJob):
-                delay = self._recovery_delay(job)
-                recovered = fail_or_retry(job, WORKER_LOST, now=from_us(now), delay=delay)
-                self._store(tx, recovered, None)
-                if isinstance(recovered, PendingJob):
-                    self._announce(tx, job.metadata.type)
+                self._expire(tx, job, now)
         return bool(rows)
 
-    def _recover_if_due(self) -> None:
-        """Recover expired leases, if any; one cheap indexed read when there are none."""
-        due = self._q("SELECT 1 FROM {t} WHERE status = 'running' AND lease_until_us <= ? LIMIT 1")
-        if not self._read(due, (self._now_us(),)):
-            return
-        if self._write(lambda tx: self._recover(tx, self._now_us())):
-            self._notify()
+    def _expire(self, tx: Tx, job: RunningJob[Any, Any], now: int) -> AnyJob:
+        """Store *job*, whose lease expired, as a failed attempt ("worker lost"); return it."""
+        delay = self._recovery_delay(job)
+        recovered = fail_or_retry(job, WORKER_LOST, now=from_us(now), delay=delay)
+        self._store(tx, recovered, None)
+        if isinstance(recovered, PendingJob):
+            self._announce(tx, job.metadata.type)
+        return recovered
+
+    def _expire_row(self, tx: Tx, row: Any, job: AnyJob, now: int) -> AnyJob:
+        """Return *job* (read with its lease expiry last in *row*), recovered if that expired."""
+        lease = row[-1]
+        if isinstance(job, RunningJob) and isinstance(lease, int) and lease <= now:
+            return self._expire(tx, job, now)
+        return job
+
+    def _note_lease(self, until: int) -> None:
+        """Record a lease about to be granted here, expiring at *until*."""
+        with self._lease_lock:
+            self._grants += 1
+            self._recovery_due = min(self._recovery_due, until)
+
+    def _recover_if_due(self, now: int | None = None) -> int:
+        """Recover every expired lease, asking the database only when one may have expired.
+
+        The queue keeps the earliest lease expiry it has seen in the
+        database or granted itself (``_recovery_due``). Until then, and for
+        at most ``_recovery_refresh`` seconds, no lease can have expired but
+        one granted after the last look, by another queue object or process,
+        with a shorter ``lease_duration`` than this queue's. So a lease
+        granted by this queue is recovered by its first call after the lease
+        expires, exactly as if every call recovered; any other within
+        ``_recovery_refresh`` seconds of that (a second at most, well inside
+        a lease). Between looks a call costs no statement. Returns the time it took as
+        now (*now*, if given), for the caller to go on with.
+        """
+        if now is None:
+            now = self._now_us()
+        if now < self._recovery_due and time.monotonic() < self._recovery_refresh_at:
+            return now
+        with self._lease_lock:
+            grants = self._grants
+        refresh_at = time.monotonic() + self._recovery_refresh
+        earliest = self._earliest_lease()
+        if earliest is not None and earliest <= now:
+            if self._write(lambda tx: self._recover(tx, self._now_us())):
+                self._notify()
+            # Rows another process was recovering were skipped: they keep this due.
+            earliest = self._earliest_lease()
+        # A lease granted after the look (by this queue's duration) ends no sooner.
+        due = now + self._lease_us()
+        if earliest is not None and earliest < due:
+            due = earliest
+        with self._lease_lock:
+            if self._grants != grants:
+                # A lease granted during the look may be earlier than what it saw.
+                due = min(due, self._recovery_due)
+            self._recovery_due = due
+            self._recovery_refresh_at = refresh_at
+        return now
+
+    def _earliest_lease(self) -> int | None:
+        sql = self._q("SELECT min(lease_until_us) FROM {t} WHERE status = 'running'")
+        value = self._read(sql)[0][0]
+        return value if isinstance(value, int) else None
 
     # -- the contract ------------------------------------------------------------------------
 
-    def _create(self, tx: Tx, stored: PendingJob[str]) -> None:
-        self._insert(tx, (*values_of(stored), None))
-        self._announce(tx, stored.metadata.type)
-
     def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
         stored = self._encode_new(job)
-        self._write(lambda tx: self._create(tx, stored))
+        self._autocommit(lambda tx: self._insert(tx, stored))
         self._notify()
         return cast("PendingJob[P]", self._decode(stored))
 
@@ -233,30 +367,93 @@ class SQLQueue(JobQueue):
     ) -> AnyJob:
         submitted = self._encode_update(job)
         expected = submitted.status if old_status is None else old_status
-        job_id = submitted.metadata.id
-
-        def update(tx: Tx) -> AnyJob:
-            now = self._now_us()
-            self._recover(tx, now)
-            row = tx.execute(
-                self._q(
-                    f"SELECT {COLUMNS}, lease_until_us FROM {{t}} WHERE id = ? {self.LOCK_ROW}"
-                ),
-                (job_id,),
-            ).fetchone()
-            if row is None:
-                raise JobNotFoundError(job_id)
-            stored = self._load(tx, row)
-            new = apply_update(stored, submitted, expected, now=from_us(now), claim=claim)
-            self._store(tx, new, row[-1] if new.status == "running" else None)
-            if new.status == "pending":
-                self._announce(tx, new.metadata.type)
-            return new
-
-        new = self._write(update)
+        now = self._recover_if_due()
+        new = self._update_fenced(submitted, expected, claim, now)
+        if new is None:
+            new = self._write(
+                partial(self._update_row, submitted=submitted, expected=expected, claim=claim)
+            )
         if new.status != "running":
             self._notify()
         return self._decode(new)
+
+    def _update_row(self, tx: Tx, submitted: AnyJob, expected: str, claim: Any) -> AnyJob:
+        """The general update: read the row, apply the model's transition, write it."""
+        job_id = submitted.metadata.id
+        now = self._now_us()
+        row = tx.execute(self._select_leased(), (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(job_id)
+        stored = self._expire_row(tx, row, self._load(tx, row), now)
+        new = apply_update(stored, submitted, expected, now=from_us(now), claim=claim)
+        self._store(tx, new, row[-1] if new.status == "running" else None)
+        if new.status == "pending":
+            self._announce(tx, new.metadata.type)
+        return new
+
+    def _update_fenced(
+        self, submitted: AnyJob, expected: str, claim: Any, now: int
+    ) -> AnyJob | None:
+        """Store a holder's progress, result or failure in one statement; ``None`` if not done.
+
+        The model computes the new job from the running job the holder was
+        given (``held``, rebuilt from what it submits). The UPDATE applies
+        only while the stored row still is that job: same claim, a lease not
+        yet expired, and the same values of every column the transition
+        reads. Then the model's answer over the stored job is the same, so
+        this is the general path without its read and its transaction.
+        Anything else changes nothing here and takes the general path, which
+        raises the right error: another status or claim, an expired lease,
+        metadata that differs, a row of the wrong types, a retry.
+        """
+        if expected != "running":
+            return None
+        if isinstance(submitted, RunningJob):
+            claim = submitted.claim
+        elif not isinstance(submitted, (CompleteJob, FailedJob)):
+            return None
+        if not isinstance(claim, Claim):
+            return None
+        meta = submitted.metadata
+        held: RunningJob[None, Any] = RunningJob(
+            metadata=meta, params=None, started_at=submitted.started_at, claim=claim
+        )
+        try:
+            new = apply_update(held, submitted, expected, now=from_us(now), claim=claim)
+        except JobworkerError:
+            return None
+        keep_lease = "lease_until_us" if new.status == "running" else "NULL"
+        marks = ", ".join("?" * (MUTABLE.count(",") + 1))
+        sql = self._q(
+            f"""UPDATE {{t}} SET ({MUTABLE}, lease_until_us) = ({marks}, {keep_lease})
+            WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
+            AND lease_until_us > ? AND started_us = ? AND type = ? AND user_id = ?
+            AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
+            AND {self.SAME_RUN_AFTER} {self.WELL_TYPED} RETURNING params"""
+        )
+        try:
+            args = (
+                *mutable_values(new),
+                meta.id,
+                claim.token,
+                claim.worker,
+                now,
+                to_us(submitted.started_at),
+                meta.type,
+                meta.user_id,
+                meta.priority,
+                to_us(meta.created),
+                meta.retry_count,
+                meta.max_retries,
+                None if meta.run_after is None else to_us(meta.run_after),
+            )
+        except (TypeError, ValueError, OverflowError):
+            return None  # a submitted time the general path does not read anyway
+        rows = self._run(sql, args)
+        if not rows:
+            return None
+        # Params are the one value the transition keeps unread: take the stored ones.
+        return with_params(new, rows[0][0])
 
     def poll_next_pending_job(
         self,
@@ -281,7 +478,7 @@ class SQLQueue(JobQueue):
             if predicate is None or not rejected:
                 # The head, claimed with SKIP LOCKED: concurrent claimers never
                 # queue up behind the same row.
-                claimed = self._write(lambda tx: self._claim_best(tx, wanted, worker))
+                claimed = self._claim_best(wanted, worker)
             else:
                 # The predicate turned a job down in this poll: walk the ready
                 # jobs and ask it before claiming.
@@ -308,7 +505,7 @@ class SQLQueue(JobQueue):
     def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any]) -> bool:
         """Ask *predicate* about a job claimed for it; hand the job back if it says no.
 
-        The predicate is user code and runs after the claim's transaction.
+        The predicate is user code and runs after the claim's statement.
         """
         try:
             accepted = predicate(PendingJob(metadata=job.metadata, params=job.params))
@@ -341,32 +538,73 @@ class SQLQueue(JobQueue):
         order = f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT ? {suffix}"
         return cast(list[Any], tx.execute(self._select(where, order), (*args, limit)).fetchall())
 
-    def _claim_row(self, tx: Tx, row: Any, worker: str, now: int) -> AnyJob:
-        job = self._load(tx, row)
-        if not isinstance(job, PendingJob):
-            return job  # set aside as failed
-        running = start(job, claim=new_claim(worker), now=from_us(now))
-        self._store(tx, running, now + self._lease_us())
-        return running
+    def _claim_sql(self, kind: int | None) -> str:
+        """Return the claim statement for *kind* (cached).
 
-    def _claim_best(
-        self, tx: Tx, wanted: list[str] | None, worker: str
-    ) -> RunningJob[Any, Any] | None:
-        now = self._now_us()
-        self._recover(tx, now)
+        Kinds: ``None``, any type; ``n``, one of *n* types; ``0``, one job
+        by id. The values written are those of :func:`jobworker.model.start`:
+        running, started now, under a new claim, with no progress, result or
+        error; the row's metadata is left as it is.
+        """
+        sql = self._claim_sqls.get(kind)
+        if sql is not None:
+            return sql
+        order = f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1 {self.SKIP_LOCKED}"
+        if kind is None:
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE {_READY} {order}"
+        elif kind == 0:
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE id = ? AND {_READY} {self.SKIP_LOCKED}"
+        elif kind == 1:
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE type = ? AND {_READY} {order}"
+        else:
+            best = self._best_of_types(kind)
+        sql = self._q(
+            f"""UPDATE {{t}} SET status = 'running', progress = NULL, result = NULL,
+            error = NULL, started_us = ?, completed_us = NULL, claim_token = ?,
+            claim_worker = ?, lease_until_us = ? WHERE {self.KEY} = ({best})
+            RETURNING {COLUMNS}"""
+        )
+        self._claim_sqls[kind] = sql
+        return sql
+
+    def _claim(self, kind: int | None, best_args: Sequence[Any], worker: str, now: int) -> Any:
+        """Claim, in one statement, the best ready row of *kind* (see _claim_sql).
+
+        Returns the claimed job, ``False`` if the row was malformed (set
+        aside), or ``None`` if there was no such row.
+        """
+        claim = new_claim(worker)
+        until = now + self._lease_us()
+        self._note_lease(until)
+        rows = self._run(self._claim_sql(kind), (now, claim.token, claim.worker, until, *best_args))
+        if not rows:
+            return None
+        row = rows[0]
+        try:
+            job = row_to_job(row)
+        except (InvalidJobError, ValueError, OverflowError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._autocommit(lambda tx: self._set_aside(tx, row, reason, token=claim.token))
+            return False
+        assert isinstance(job, RunningJob)
+        return job
+
+    def _claim_best(self, wanted: list[str] | None, worker: str) -> RunningJob[Any, Any] | None:
+        now = self._recover_if_due()
+        if wanted is not None and not wanted:
+            return None
+        kind = None if wanted is None else len(wanted)
         while True:
-            heads = [
-                row
-                for job_type in (wanted if wanted is not None else [None])
-                for row in self._ready_rows(
-                    tx, job_type, now, after=None, limit=1, suffix=self.SKIP_LOCKED
-                )
-            ]
-            if not heads:
-                return None
-            claimed = self._claim_row(tx, min(heads, key=order_key), worker, now)
-            if isinstance(claimed, RunningJob):
-                return claimed
+            if wanted is None:
+                args: list[Any] = [now]
+            elif len(wanted) == 1:
+                args = [wanted[0], now]
+            else:
+                args = self._best_of_types_args(wanted, now)
+            claimed = self._claim(kind, args, worker, now)
+            if claimed is not False:
+                return cast("RunningJob[Any, Any] | None", claimed)
+            now = self._now_us()
 
     def _claim_accepted(
         self, wanted: list[str] | None, predicate: JobPredicate, worker: str
@@ -376,27 +614,16 @@ class SQLQueue(JobQueue):
         The predicate is user code: it runs outside any transaction, and the
         claim re-checks that the job is still pending and due.
         """
-        self._recover_if_due()
-        now = self._now_us()
+        now = self._recover_if_due()
         streams = [self._stream(t, now) for t in (wanted if wanted is not None else [None])]
         for row in heapq.merge(*streams, key=order_key):
             job = self._decode_row(row)
             if not isinstance(job, PendingJob) or not predicate(job):
                 continue
-
-            def claim(tx: Tx, job_id: str = row[0]) -> RunningJob[Any, Any] | None:
-                now = self._now_us()
-                fresh = tx.execute(
-                    self._select(f"id = ? AND {_READY}", self.SKIP_LOCKED), (job_id, now)
-                ).fetchone()
-                if fresh is None:
-                    return None
-                claimed = self._claim_row(tx, fresh, worker, now)
-                return claimed if isinstance(claimed, RunningJob) else None
-
-            claimed = self._write(claim)
-            if claimed is not None:
-                return claimed
+            now = self._now_us()
+            claimed = self._claim(0, (row[0], now), worker, now)
+            if claimed:
+                return cast("RunningJob[Any, Any]", claimed)
         return None
 
     def _stream(self, job_type: str | None, now: int) -> Iterator[Any]:
@@ -426,20 +653,13 @@ class SQLQueue(JobQueue):
         return None if row[0] is None else max(0.0, (row[0] - now) / 1_000_000)
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
-        def renew(tx: Tx) -> bool:
-            now = self._now_us()
-            if self._recover(tx, now):
-                self._notify()
-            cursor = tx.execute(
-                self._q(
-                    """UPDATE {t} SET lease_until_us = ?
-                    WHERE id = ? AND status = 'running' AND claim_token = ?"""
-                ),
-                (now + self._lease_us(), job.metadata.id, job.claim.token),
-            )
-            return bool(cursor.rowcount == 1)
-
-        return self._write(renew)
+        now = self._recover_if_due()
+        # An expired lease is not renewed: its job is recovered, not held.
+        sql = self._q(
+            """UPDATE {t} SET lease_until_us = ? WHERE id = ? AND status = 'running'
+            AND claim_token = ? AND lease_until_us > ? RETURNING 1"""
+        )
+        return bool(self._run(sql, (now + self._lease_us(), job.metadata.id, job.claim.token, now)))
 
     def list_jobs(
         self,
@@ -473,14 +693,14 @@ class SQLQueue(JobQueue):
     def cancel_job(self, job_id: JobId | str) -> bool:
         if not findable(job_id):
             return False
+        self._recover_if_due()
 
         def cancel_row(tx: Tx) -> bool:
             now = self._now_us()
-            self._recover(tx, now)
-            row = tx.execute(self._select("id = ?", self.LOCK_ROW), (job_id,)).fetchone()
+            row = tx.execute(self._select_leased(), (job_id,)).fetchone()
             if row is None:
                 return False
-            job = self._load(tx, row)
+            job = self._expire_row(tx, row, self._load(tx, row), now)
             if not isinstance(job, (PendingJob, RunningJob)):
                 return False
             self._store(tx, cancel(job, now=from_us(now)), None)
@@ -499,7 +719,7 @@ class SQLQueue(JobQueue):
             """DELETE FROM {t} WHERE status IN ('complete', 'failed', 'cancelled')
             AND completed_us < ?"""
         )
-        return self._write(lambda tx: int(tx.execute(delete, (cutoff,)).rowcount))
+        return self._autocommit(lambda tx: int(tx.execute(delete, (cutoff,)).rowcount))
 
     def get_stats(self) -> dict[str, int]:
         self._recover_if_due()
@@ -544,6 +764,38 @@ def findable(text: str) -> bool:
     a database that could not even take it as a parameter.
     """
     return isinstance(text, str) and text_problem(text) is None
+
+
+def with_params(job: AnyJob, params: Any) -> AnyJob:
+    """Return *job* with *params*: :func:`attrs.evolve` for the three classes of a holder's write.
+
+    Built directly: evolve looks up the fields on every call.
+    """
+    if isinstance(job, CompleteJob):
+        return CompleteJob(
+            metadata=job.metadata,
+            params=params,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            result=job.result,
+        )
+    if isinstance(job, FailedJob):
+        return FailedJob(
+            metadata=job.metadata,
+            params=params,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            error=job.error,
+        )
+    if isinstance(job, RunningJob):
+        return RunningJob(
+            metadata=job.metadata,
+            params=params,
+            started_at=job.started_at,
+            claim=job.claim,
+            progress=job.progress,
+        )
+    return attrs.evolve(job, params=params)
 
 
 def order_key(row: Any) -> tuple[int, int, int]:

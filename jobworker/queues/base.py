@@ -17,13 +17,16 @@ from ..clock import Clock, SystemClock
 from ..errors import InvalidJobError
 from ..jobtypes import JobTypeRegistry
 from ..model import (
+    _JOB_CLASSES,
     STATUSES,
     AnyJob,
     FailedJob,
     JobId,
+    JobMetadata,
     PendingJob,
     RunningJob,
     clean_text,
+    complete,
     validate_job,
 )
 from ..retry import RetryPolicy
@@ -203,14 +206,32 @@ class JobQueue(abc.ABC):
         assert isinstance(stored, PendingJob)
         return stored
 
-    def _encode_update(self, job: AnyJob) -> AnyJob:
-        """Validate a job for ``update_job``; return its stored form (values as JSON text)."""
-        validate_job(job)
+    def _encode_update(self, job: AnyJob, checked: JobMetadata | None = None) -> AnyJob:
+        """Validate a job for ``update_job``; return its stored form (values as JSON text).
+
+        Params are left as they are: an update takes them from the stored
+        job. *checked* is metadata known to be valid (a stored job's, which
+        every job this queue returns shares): the very same object is not
+        checked again.
+        """
+        if checked is None or not isinstance(job, _JOB_CLASSES) or job.metadata is not checked:
+            validate_job(job)
         if isinstance(job, FailedJob):
             if not isinstance(job.error, str):
                 raise InvalidJobError(f"error must be a string, got {job.error!r}")
             job = attrs.evolve(job, error=clean_text(job.error))
-        return encode_job(job, self.registry, limit=self.max_payload)
+        return encode_job(job, self.registry, limit=self.max_payload, params=False)
+
+    def _complete_job(self, job: RunningJob[Any, Any], result: Any) -> AnyJob:
+        """Complete *job* with *result* under its claim and return the job as stored.
+
+        What a worker does when ``execute_job`` returns: the same as
+        ``update_job(complete(job, result, now=...), "running", claim=job.claim)``,
+        which this default does, with its errors. A backend may do it with
+        less copying.
+        """
+        done = complete(job, result, now=self.clock.now())
+        return self.update_job(done, "running", claim=job.claim)
 
     def _decode(self, job: _J) -> _J:
         """Return the caller's copy of a stored job."""

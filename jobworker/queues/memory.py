@@ -1,25 +1,37 @@
 """MemoryQueue: the in-process backend, guarded by one lock.
 
 Lock rule: every attribute below marked *guarded* is read and written only
-with ``self._lock`` held. No user code runs and nothing sleeps with it held;
-values are serialized before it is taken.
+with ``self._lock`` held, with one exception: ``update_job`` reads ``_jobs``
+without it as a hint (see :meth:`MemoryQueue._stored_metadata`). No user
+code runs and nothing sleeps with the lock held; values are serialized
+before it is taken and decoded after it is released.
 
-Claims use indexes, not scans: a heap of ready jobs per type, ordered by
+Claims use indexes, not scans: a lane of ready jobs per type, ordered by
 (priority, created, arrival), a heap of scheduled jobs by ``run_after``, and
-a heap of lease deadlines. Heap entries are deleted lazily: an entry counts
-only while ``_entry[job_id]`` still holds its sequence number.
+a heap of lease deadlines. Index entries hold the stored job they were made
+for and are deleted lazily: an entry counts only while ``_jobs`` still holds
+that very job. Times in the indexes are the clock's aware datetimes, compared
+as they are.
+
+A poll with a predicate claims the best job first and then asks the
+predicate (as the SQL backends do); a job it turns down is handed back,
+unrun, in its old place. A new job wakes one sleeping poll that takes its
+type, not all of them; a poll that was woken and leaves without a job passes
+the wake-up on.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import heapq
 import itertools
 import threading
 import time
-from collections.abc import Collection
+from collections import deque
+from collections.abc import Collection, Iterator
 from typing import Any, TypeVar, cast
 
-from ..clock import from_us, to_us
+from ..clock import to_us
 from ..errors import (
     DuplicateJobError,
     JobNotFoundError,
@@ -31,35 +43,101 @@ from ..model import (
     WORKER_LOST,
     AnyJob,
     CancelledJob,
+    Claim,
     CompleteJob,
     FailedJob,
     JobId,
+    JobMetadata,
     PendingJob,
     RunningJob,
     apply_update,
     cancel,
+    complete,
     fail_or_retry,
     new_claim,
+    release,
     start,
 )
+from ..serialization import encode_value
 from .base import JobPredicate, JobQueue
 
 __all__ = ["MemoryQueue"]
 
 P = TypeVar("P")
 
-# (-priority, created timestamp, sequence, job id)
-_ReadyEntry = tuple[int, int, int, str]
+# (-priority, created, sequence, the stored pending job)
+_ReadyEntry = tuple[int, _dt.datetime, int, PendingJob[str]]
+
+
+class _Lane:
+    """The ready jobs of one type, best first: a FIFO and a heap.
+
+    Jobs mostly arrive in order (one priority, ``created`` now), so an entry
+    not smaller than the FIFO's last is appended to it, and the best of those
+    is taken from its left in O(1) however long the backlog. An entry that
+    would break the order goes to the heap. The best ready job is the smaller
+    of the two live heads.
+    """
+
+    __slots__ = ("fifo", "heap")
+
+    def __init__(self) -> None:
+        self.fifo: deque[_ReadyEntry] = deque()
+        self.heap: list[_ReadyEntry] = []
+
+    def push(self, entry: _ReadyEntry) -> None:
+        fifo = self.fifo
+        if not fifo or fifo[-1] < entry:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self.heap, entry)
+
+    def head(self, jobs: dict[str, AnyJob]) -> _ReadyEntry | None:
+        """Return the best live entry, dropping stale ones in front of it."""
+        fifo = self.fifo
+        while fifo:
+            job = fifo[0][3]
+            if jobs.get(job.metadata.id) is job:
+                break
+            fifo.popleft()
+        heap = self.heap
+        while heap:
+            job = heap[0][3]
+            if jobs.get(job.metadata.id) is job:
+                break
+            heapq.heappop(heap)
+        if not heap:
+            return fifo[0] if fifo else None
+        if not fifo or heap[0] < fifo[0]:
+            return heap[0]
+        return fifo[0]
+
+    def pop(self, entry: _ReadyEntry) -> None:
+        """Remove *entry*, which :meth:`head` just returned."""
+        if self.fifo and self.fifo[0] is entry:
+            self.fifo.popleft()
+        else:
+            heapq.heappop(self.heap)
+
+    def __iter__(self) -> Iterator[_ReadyEntry]:
+        """Every entry, live or stale, in no particular order."""
+        return itertools.chain(self.fifo, self.heap)
 
 
 class _Waiter:
-    """One blocked poll: the types it takes and the Condition it sleeps on."""
+    """One blocked poll: the types it takes and the Condition it sleeps on.
 
-    __slots__ = ("cond", "types")
+    ``woken`` is set when a new job woke it: the next job wakes another
+    waiter, so one job wakes one poll, not the whole herd. Guarded by the
+    queue lock.
+    """
+
+    __slots__ = ("cond", "types", "woken")
 
     def __init__(self, lock: threading.Lock, types: frozenset[str] | None) -> None:
         self.cond = threading.Condition(lock)
         self.types = types
+        self.woken = False
 
 
 class MemoryQueue(JobQueue):
@@ -79,18 +157,19 @@ class MemoryQueue(JobQueue):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._lock = threading.Lock()
-        # Notified when a job ends; guarded.
+        # Notified when a job ends, if anyone waits (_ended_waiting); guarded.
         self._ended = threading.Condition(self._lock)
-        self._jobs: dict[str, AnyJob] = {}  # guarded
+        self._ended_waiting = 0  # guarded
+        self._jobs: dict[str, AnyJob] = {}  # guarded (but see _stored_metadata)
         self._counts: dict[str, int] = dict.fromkeys(STATUSES, 0)  # guarded
-        self._entry: dict[str, int] = {}  # guarded: job id -> live heap sequence
-        self._ready: dict[str, list[_ReadyEntry]] = {}  # guarded: type -> heap
-        self._scheduled: list[tuple[int, int, str]] = []  # guarded
-        self._leases: list[tuple[int, int, str]] = []  # guarded
-        self._lease_until: dict[str, int] = {}  # guarded: running id -> deadline
+        self._ready: dict[str, _Lane] = {}  # guarded: type -> lane
+        self._scheduled: list[tuple[_dt.datetime, int, PendingJob[str]]] = []  # guarded
+        self._leases: list[tuple[_dt.datetime, int, str]] = []  # guarded
+        # guarded: running id -> deadline, the very object in its live _leases entry
+        self._lease_until: dict[str, _dt.datetime] = {}
         self._waiters: list[_Waiter] = []  # guarded
         self._closed = False  # guarded
-        self._lease_us = round(self.lease_duration * 1_000_000)
+        self._lease = _dt.timedelta(microseconds=round(self.lease_duration * 1_000_000))
         self._seq = itertools.count()  # thread-safe in CPython; used under the lock
 
     def __repr__(self) -> str:
@@ -102,105 +181,150 @@ class MemoryQueue(JobQueue):
         if self._closed:
             raise QueueClosedError("the queue is closed")
 
-    def _enter(self) -> None:
-        """Begin a call: refuse if closed, then apply what time has made due.
+    def _enter(self) -> _dt.datetime:
+        """Begin a call: refuse if closed, apply what time has made due; return now.
 
         Every call does this, so no caller ever sees a job whose lease has
-        expired as running. It costs a heap peek when nothing is due.
+        expired as running. It costs a clock read and two heap peeks when
+        nothing is due.
         """
-        self._check_open()
-        self._due(to_us(self.clock.now()))
+        if self._closed:
+            raise QueueClosedError("the queue is closed")
+        now = self.clock.now()
+        self._due(now)
+        return now
 
-    def _set(self, job: AnyJob, old: AnyJob | None) -> None:
+    def _set(self, job: AnyJob, old: AnyJob | None, seq: int | None = None) -> None:
         job_id = job.metadata.id
         self._jobs[job_id] = job
+        counts = self._counts
         if old is not None:
-            self._counts[old.status] -= 1
+            counts[old.status] -= 1
             if old.status == "running":
                 self._lease_until.pop(job_id, None)
-        self._counts[job.status] += 1
-        self._entry.pop(job_id, None)
+        counts[job.status] += 1
         if isinstance(job, PendingJob):
-            self._enqueue(job)
-        elif job.status != "running":
+            self._enqueue(job, seq)
+        elif self._ended_waiting and job.status != "running":
             self._ended.notify_all()
 
-    def _enqueue(self, job: PendingJob[Any]) -> None:
+    def _enqueue(self, job: PendingJob[str], seq: int | None = None) -> None:
         meta = job.metadata
-        seq = next(self._seq)
-        self._entry[meta.id] = seq
+        if seq is None:
+            seq = next(self._seq)
         if meta.run_after is not None and meta.run_after > self.clock.now():
-            heapq.heappush(self._scheduled, (to_us(meta.run_after), seq, meta.id))
+            heapq.heappush(self._scheduled, (meta.run_after, seq, job))
             # A sleeping poll must recompute how long to wait.
             self._notify(None)
             return
-        self._push_ready(meta.type, (-meta.priority, to_us(meta.created), seq, meta.id))
+        self._push_ready((-meta.priority, meta.created, seq, job))
 
-    def _push_ready(self, job_type: str, entry: _ReadyEntry) -> None:
-        heap = self._ready.get(job_type)
-        if heap is None:
-            heap = self._ready[job_type] = []
-        heapq.heappush(heap, entry)
-        self._notify(job_type)
+    def _push_ready(self, entry: _ReadyEntry) -> None:
+        job_type = entry[3].metadata.type
+        lane = self._ready.get(job_type)
+        if lane is None:
+            lane = self._ready[job_type] = _Lane()
+        lane.push(entry)
+        if self._waiters:
+            self._notify(job_type)
 
     def _notify(self, job_type: str | None) -> None:
+        """Wake the first sleeping poll that takes *job_type*; every poll if ``None``.
+
+        A woken poll that leaves without a job (it is stopping) passes the
+        wake-up on; one whose predicate turns the job down hands it back,
+        which wakes the next poll.
+        """
         for waiter in self._waiters:
-            if job_type is None or waiter.types is None or job_type in waiter.types:
+            if job_type is None:
                 waiter.cond.notify()
+            elif not waiter.woken and (waiter.types is None or job_type in waiter.types):
+                waiter.woken = True
+                waiter.cond.notify()
+                return
 
-    def _due(self, now: int) -> None:
-        """Move due scheduled jobs to the ready heaps; recover expired leases."""
+    def _due(self, now: _dt.datetime) -> None:
+        """Move due scheduled jobs to the ready lanes; recover expired leases.
+
+        Stale entries at the head of either heap are dropped even when not
+        due, so the heaps hold about as many entries as there are scheduled
+        and running jobs, not every claim of the last lease period.
+        """
         scheduled = self._scheduled
-        while scheduled and scheduled[0][0] <= now:
-            _, seq, job_id = heapq.heappop(scheduled)
-            if self._entry.get(job_id) == seq:
-                meta = self._jobs[job_id].metadata
-                self._push_ready(meta.type, (-meta.priority, to_us(meta.created), seq, job_id))
+        jobs = self._jobs
+        while scheduled:
+            run_after, seq, job = scheduled[0]
+            meta = job.metadata
+            if jobs.get(meta.id) is job:  # still this pending job (not cancelled)
+                if run_after > now:
+                    break
+                self._push_ready((-meta.priority, meta.created, seq, job))
+            heapq.heappop(scheduled)
         leases = self._leases
-        while leases and leases[0][0] <= now:
-            _, _, job_id = heapq.heappop(leases)
-            until = self._lease_until.get(job_id)
-            if until is not None and until <= now:
-                job = self._jobs[job_id]
-                assert isinstance(job, RunningJob)
+        lease_until = self._lease_until
+        while leases:
+            until, _, job_id = leases[0]
+            # The entry counts while it holds the very deadline of the job's
+            # current lease: not once the job ended or the lease was renewed.
+            if lease_until.get(job_id) is until:
+                if until > now:
+                    break
+                heapq.heappop(leases)
+                lost = jobs[job_id]
+                assert isinstance(lost, RunningJob)
                 recovered = fail_or_retry(
-                    job, WORKER_LOST, now=from_us(now), delay=self._recovery_delay(job)
+                    lost, WORKER_LOST, now=now, delay=self._recovery_delay(lost)
                 )
-                self._set(recovered, job)
+                self._set(recovered, lost)
+            else:
+                heapq.heappop(leases)
 
-    def _next_wake(self, now: int) -> float | None:
+    def _next_wake(self, now: _dt.datetime) -> float | None:
         """Seconds until the next scheduled job or lease expiry, if any."""
         times = [heap[0][0] for heap in (self._scheduled, self._leases) if heap]
-        return max(0.0, (min(times) - now) / 1_000_000) if times else None
+        return max(0.0, (min(times) - now).total_seconds()) if times else None
 
-    def _head(self, job_type: str) -> _ReadyEntry | None:
-        heap = self._ready.get(job_type)
-        while heap:
-            entry = heap[0]
-            if self._entry.get(entry[3]) == entry[2]:
-                return entry
-            heapq.heappop(heap)
-        return None
-
-    def _best(self, types: Collection[str] | None) -> _ReadyEntry | None:
-        best: _ReadyEntry | None = None
-        for job_type in self._ready if types is None else types:
-            entry = self._head(job_type)
-            if entry is not None and (best is None or entry < best):
-                best = entry
+    def _best(self, types: Collection[str] | None) -> tuple[_Lane, _ReadyEntry] | None:
+        jobs = self._jobs
+        ready = self._ready
+        best: tuple[_Lane, _ReadyEntry] | None = None
+        for job_type in ready if types is None else types:
+            lane = ready.get(job_type)
+            if lane is None:
+                continue
+            entry = lane.head(jobs)
+            if entry is not None and (best is None or entry < best[1]):
+                best = (lane, entry)
         return best
 
-    def _claim(self, job_id: str, worker: str) -> RunningJob[Any, Any]:
-        # The job's heap entry goes stale here (``_set`` drops ``_entry``).
-        pending = self._jobs[job_id]
-        assert isinstance(pending, PendingJob)
-        now = self.clock.now()
-        running: RunningJob[Any, Any] = start(pending, claim=new_claim(worker), now=now)
-        self._set(running, pending)
-        until = to_us(now) + self._lease_us
+    def _claim(
+        self, pending: PendingJob[str], claim: Claim, now: _dt.datetime
+    ) -> RunningJob[str, Any]:
+        # The job's index entries go stale here: _jobs now holds the running job.
+        running: RunningJob[str, Any] = start(pending, claim=claim, now=now)
+        job_id = pending.metadata.id
+        self._jobs[job_id] = running
+        counts = self._counts
+        counts["pending"] -= 1
+        counts["running"] += 1
+        until = now + self._lease
         self._lease_until[job_id] = until
         heapq.heappush(self._leases, (until, next(self._seq), job_id))
         return running
+
+    def _stored_metadata(self, job: object) -> JobMetadata | None:
+        """Return the metadata of the stored job with *job*'s id, read without the lock.
+
+        Only a hint, for skipping a second check of metadata: whatever this
+        queue stores was checked, so metadata that *is* a stored job's (as
+        every job this queue returns shares it) is valid whenever it is read.
+        A dict read is atomic in CPython.
+        """
+        job_id = getattr(getattr(job, "metadata", None), "id", None)
+        if type(job_id) is not str:
+            return None
+        stored = self._jobs.get(job_id)
+        return None if stored is None else stored.metadata
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -227,18 +351,44 @@ class MemoryQueue(JobQueue):
     def update_job(
         self, job: AnyJob, old_status: str | None = None, *, claim: Any = None
     ) -> AnyJob:
-        submitted = self._encode_update(job)
+        submitted = self._encode_update(job, self._stored_metadata(job))
         expected = submitted.status if old_status is None else old_status
         with self._lock:
-            self._enter()
+            now = self._enter()
             stored = self._jobs.get(submitted.metadata.id)
             if stored is None:
                 raise JobNotFoundError(submitted.metadata.id)
-            new = apply_update(stored, submitted, expected, now=self.clock.now(), claim=claim)
+            new = apply_update(stored, submitted, expected, now=now, claim=claim)
             if new.status == "running":
                 self._jobs[new.metadata.id] = new  # progress: no index changes
             else:
                 self._set(new, stored)
+        return self._decode(new)
+
+    def _complete_job(self, job: RunningJob[Any, Any], result: Any) -> AnyJob:
+        if type(job) is not RunningJob:
+            return super()._complete_job(job, result)  # checks everything about the job
+        result_type = self.registry.get(job.metadata.type).result
+        text = encode_value(result, result_type, what="result", limit=self.max_payload)
+        with self._lock:
+            now = self._enter()
+            stored = self._jobs.get(job.metadata.id)
+            # The compare-and-set of apply_update for running -> complete, on
+            # metadata checked when stored (job shares it): still running, under
+            # this claim. Then the model's transition makes the stored value.
+            mine = (
+                isinstance(stored, RunningJob)
+                and stored.metadata is job.metadata
+                and stored.claim.token == job.claim.token
+            )
+            if mine:
+                assert isinstance(stored, RunningJob)
+                new: AnyJob = complete(stored, text, now=now)
+                self._set(new, stored)
+        if not mine:
+            # Not ours, or not a job this queue handed out: the general path
+            # checks everything and raises the precise error.
+            return super()._complete_job(job, result)
         return self._decode(new)
 
     def poll_next_pending_job(
@@ -254,52 +404,113 @@ class MemoryQueue(JobQueue):
         wanted = None if types is None else frozenset(types)
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter: _Waiter | None = None
+        # Made before the lock is taken, to hold it shorter; a new one after each use.
+        claim = new_claim(worker)
+        # Jobs the predicate turned down in this poll; once there is one, the
+        # predicate is asked before each claim instead of after.
         rejected: set[str] = set()
-        while True:
-            with self._lock:
-                self._check_open()
-                if stop_event is not None and stop_event.is_set():
-                    return None
-                now = to_us(self.clock.now())
-                self._due(now)
-                claimed: RunningJob[Any, Any] | None = None
-                if predicate is None:
-                    entry = self._best(wanted)
-                    if entry is not None:
-                        heapq.heappop(self._ready[self._jobs[entry[3]].metadata.type])
-                        claimed = self._claim(entry[3], worker)
-                    candidates: list[PendingJob[Any]] = []
-                else:
-                    candidates = self._candidates(wanted, rejected)
-                if claimed is None and not candidates:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+        try:
+            while True:
+                with self._lock:
+                    self._check_open()
+                    if stop_event is not None and stop_event.is_set():
+                        if waiter is not None and waiter.woken:
+                            self._notify(None)  # the wake-up this poll had goes to the others
                         return None
-                    wake_in = self._next_wake(now)
-                    if wake_in is not None and (remaining is None or wake_in < remaining):
-                        remaining = wake_in
-                    if waiter is None:
-                        waiter = _Waiter(self._lock, wanted)
-                    self._waiters.append(waiter)
-                    try:
-                        waiter.cond.wait(remaining)
-                    finally:
-                        self._waiters.remove(waiter)
+                    # Read under the lock just before a poll sleeps: once another
+                    # thread has seen this read, the poll is asleep or has a job.
+                    now = self.clock.now()
+                    self._due(now)
+                    claimed: RunningJob[str, Any] | None = None
+                    seq = -1
+                    candidates: list[PendingJob[str]] = []
+                    if predicate is None or not rejected:
+                        best = self._best(wanted)
+                        if best is not None:
+                            lane, entry = best
+                            lane.pop(entry)
+                            claimed = self._claim(entry[3], claim, now)
+                            seq = entry[2]
+                    else:
+                        candidates = self._candidates(wanted, rejected)
+                    if claimed is None and not candidates:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            return None
+                        wake_in = self._next_wake(now)
+                        if wake_in is not None and (remaining is None or wake_in < remaining):
+                            remaining = wake_in
+                        if waiter is None:
+                            waiter = _Waiter(self._lock, wanted)
+                        waiter.woken = False
+                        self._waiters.append(waiter)
+                        try:
+                            waiter.cond.wait(remaining)
+                        finally:
+                            self._waiters.remove(waiter)
+                        continue
+                if claimed is not None:
+                    job = self._decode(claimed)
+                    # The head is claimed first and then shown to the predicate
+                    # (user code, run with no lock held), as the SQL backends do:
+                    # one lock round for the usual yes; a no hands it back.
+                    if predicate is None or self._accepts(predicate, job, seq):
+                        return job
+                    rejected.add(job.metadata.id)
+                    claim = new_claim(worker)
                     continue
-            if claimed is not None:
-                return self._decode(claimed)
-            # The predicate is user code: run it with no lock held.
-            for candidate in candidates:
-                if predicate is not None and predicate(self._decode(candidate)):
-                    claimed = self._claim_if_pending(candidate, worker)
-                    if claimed is not None:
-                        return self._decode(claimed)
-                else:
-                    rejected.add(candidate.metadata.id)
+                for candidate in candidates:
+                    try:
+                        accepted = predicate is not None and predicate(self._decode(candidate))
+                    except BaseException:
+                        self._pass_on(candidate)
+                        raise
+                    if accepted:
+                        claimed = self._claim_if_pending(candidate, claim)
+                        if claimed is not None:
+                            return self._decode(claimed)
+                    else:
+                        rejected.add(candidate.metadata.id)
+                        self._pass_on(candidate)
+        except BaseException:
+            # Woken for a job but leaving without one: wake the others instead.
+            if waiter is not None and waiter.woken:
+                with self._lock:
+                    self._notify(None)
+            raise
+
+    def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any], seq: int) -> bool:
+        """Ask *predicate* about a job claimed for it; hand the job back if it says no.
+
+        The predicate sees the job as pending, with the params the claimed
+        job carries. A job handed back keeps its place (*seq*, its arrival).
+        """
+        try:
+            accepted = predicate(PendingJob(job.metadata, job.params))
+        except BaseException:
+            self._hand_back(job, seq)
+            raise
+        if not accepted:
+            self._hand_back(job, seq)
+        return bool(accepted)
+
+    def _pass_on(self, job: PendingJob[str]) -> None:
+        """Wake another poll for a ready job this one turned down."""
+        with self._lock:
+            if self._waiters:
+                self._notify(job.metadata.type)
+
+    def _hand_back(self, job: RunningJob[Any, Any], seq: int) -> None:
+        """Return a job claimed for a predicate that turned it down to pending, unrun."""
+        with self._lock:
+            stored = self._jobs.get(job.metadata.id)
+            # Cancelled (or recovered) meanwhile: then it is no longer ours to give back.
+            if isinstance(stored, RunningJob) and stored.claim.token == job.claim.token:
+                self._set(release(stored), stored, seq)
 
     def _candidates(
         self, wanted: frozenset[str] | None, rejected: set[str]
-    ) -> list[PendingJob[Any]]:
+    ) -> list[PendingJob[str]]:
         """Ready jobs for a predicate to judge, best first.
 
         The head of each type comes first; only a type whose head the
@@ -308,40 +519,43 @@ class MemoryQueue(JobQueue):
         its types; one that rejects jobs of a type it otherwise takes pays
         a scan of that type.
         """
+        jobs = self._jobs
         entries: list[_ReadyEntry] = []
         for job_type in list(self._ready) if wanted is None else wanted:
-            head = self._head(job_type)
-            if head is None:
+            lane = self._ready.get(job_type)
+            head = None if lane is None else lane.head(jobs)
+            if lane is None or head is None:
                 continue
-            if head[3] not in rejected:
+            if head[3].metadata.id not in rejected:
                 entries.append(head)
                 continue
-            entries.extend(
-                entry
-                for entry in self._ready[job_type]
-                if self._entry.get(entry[3]) == entry[2] and entry[3] not in rejected
-            )
-        entries.sort()
-        return [self._jobs[entry[3]] for entry in entries]  # type: ignore[misc]
+            for entry in lane:
+                job = entry[3]
+                job_id = job.metadata.id
+                if jobs.get(job_id) is job and job_id not in rejected:
+                    entries.append(entry)
+        if len(entries) > 1:
+            entries.sort()
+        return [entry[3] for entry in entries]
 
-    def _claim_if_pending(self, job: PendingJob[Any], worker: str) -> RunningJob[Any, Any] | None:
+    def _claim_if_pending(self, job: PendingJob[str], claim: Claim) -> RunningJob[str, Any] | None:
         with self._lock:
-            self._enter()
-            job_id = job.metadata.id
-            # Still the very value the predicate saw, and still queued?
-            if self._jobs.get(job_id) is not job or job_id not in self._entry:
+            now = self._enter()
+            # Still the very value the predicate saw, so still pending and queued?
+            # Its lane entry goes stale with the claim and is dropped lazily.
+            if self._jobs.get(job.metadata.id) is not job:
                 return None
-            return self._claim(job_id, worker)
+            return self._claim(job, claim, now)
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
         with self._lock:
             # An expired lease is recovered here before it could be renewed.
-            self._enter()
+            now = self._enter()
             job_id = job.metadata.id
             stored = self._jobs.get(job_id)
             if not isinstance(stored, RunningJob) or stored.claim.token != job.claim.token:
                 return False
-            until = to_us(self.clock.now()) + self._lease_us
+            until = now + self._lease
             self._lease_until[job_id] = until
             heapq.heappush(self._leases, (until, next(self._seq), job_id))
             return True
@@ -373,19 +587,19 @@ class MemoryQueue(JobQueue):
 
     def cancel_job(self, job_id: JobId | str) -> bool:
         with self._lock:
-            self._enter()
+            now = self._enter()
             stored = self._jobs.get(job_id)
             if stored is None or not isinstance(stored, (PendingJob, RunningJob)):
                 return False
-            self._set(cancel(stored, now=self.clock.now()), stored)
+            self._set(cancel(stored, now=now), stored)
             return True
 
     def cleanup_old_jobs(self, retention_hours: float = 24) -> int:
         if not retention_hours >= 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours!r}")
         with self._lock:
-            self._enter()
-            cutoff = to_us(self.clock.now()) - round(retention_hours * 3_600_000_000)
+            now = self._enter()
+            cutoff = to_us(now) - round(retention_hours * 3_600_000_000)
             old = [
                 job
                 for job in self._jobs.values()
@@ -416,7 +630,11 @@ class MemoryQueue(JobQueue):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeoutError(job_id, timeout or 0.0)
-                self._ended.wait(remaining)
+                self._ended_waiting += 1
+                try:
+                    self._ended.wait(remaining)
+                finally:
+                    self._ended_waiting -= 1
         return self._decode(job)
 
     def wake(self) -> None:

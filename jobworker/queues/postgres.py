@@ -1,12 +1,13 @@
 """PostgresQueue: the distributed backend, on psycopg 3 and its connection pool.
 
-Workers on many machines share one PostgreSQL database. A claim selects the
-best ready job ``FOR UPDATE SKIP LOCKED`` and marks it running in the same
-short transaction, which never spans ``execute_job``. Times come from the
-database's clock, never the worker's. Idle workers wake on LISTEN / NOTIFY
-at once; polling at the worker's ``poll_interval`` stays as the fallback that
-keeps delivery correct when a notification is lost. Notifications carry the
-job type only, never params.
+Workers on many machines share one PostgreSQL database. A claim is one
+statement that selects the best ready job ``FOR UPDATE SKIP LOCKED`` and marks
+it running; no transaction spans ``execute_job``. A job's common path is one
+round trip per step (create, claim, outcome), each statement in autocommit.
+Times come from the database's clock, never the worker's. Idle workers wake on
+LISTEN / NOTIFY at once; polling at the worker's ``poll_interval`` stays as
+the fallback that keeps delivery correct when a notification is lost.
+Notifications carry the job type only, never params.
 
 Install with the ``postgres`` extra: ``pip install jobworker[postgres]``.
 """
@@ -18,7 +19,7 @@ import datetime as _dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -28,7 +29,7 @@ from psycopg_pool import ConnectionPool
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import PendingJob
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
-from ._rows import COLUMNS, N_COLUMNS, from_us
+from ._rows import COLUMNS, N_COLUMNS, from_us, values_of
 from ._sql import SQLQueue, Tx
 
 __all__ = ["PostgresQueue"]
@@ -37,6 +38,9 @@ log = logging.getLogger("jobworker.postgres")
 
 P = TypeVar("P")
 T = TypeVar("T")
+
+# The ready condition of _sql, with the table named (inside a LATERAL subquery).
+_READY_PG = "{t}.status = 'pending' AND ({t}.run_after_us IS NULL OR {t}.run_after_us <= ?)"
 
 _NOW_US = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 
@@ -106,6 +110,8 @@ class PostgresQueue(SQLQueue):
     """
 
     ARRIVAL = "seq"
+    KEY = "id"
+    SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
 
@@ -133,8 +139,9 @@ class PostgresQueue(SQLQueue):
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
-            # A connection broken by a server restart is replaced at checkout.
-            check=ConnectionPool.check_connection,
+            # No check at checkout (a round trip each time): a statement that
+            # finds its connection broken runs again on another (see
+            # _autocommit); the pool replaces the broken one when it comes back.
             timeout=10.0,
             name=f"jobworker-{names.channel}",
             open=False,
@@ -187,62 +194,122 @@ class PostgresQueue(SQLQueue):
 
     def _write(self, body: Callable[[Tx], T]) -> T:
         self._check_open()
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                return body(conn)
-        except psycopg.Error as exc:
-            raise self._error("write failed", exc) from exc
+        attempts = self._pool.max_size + 1
+        for attempt in range(1, attempts + 1):
+            began = False
+            conn = None
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    began = True
+                    return body(conn)
+            except psycopg.Error as exc:
+                # Broken before the transaction began: nothing ran, so run it
+                # on another connection (the pool drops this one).
+                if attempt < attempts and not began and _broken(conn) and not self._closed:
+                    continue
+                raise self._error("write failed", exc) from exc
+        raise AssertionError("unreachable")
 
-    def _reading(self, body: Callable[[Tx], T]) -> T:
+    def _autocommit(self, body: Callable[[Tx], T], what: str = "write") -> T:
         self._check_open()
-        try:
-            with self._pool.connection() as conn:
-                return body(conn)
-        except psycopg.Error as exc:
-            raise self._error("read failed", exc) from exc
+        # After a server restart every pooled connection is broken: each
+        # try drops one, so the pool's size plus one tries reach a new one.
+        attempts = self._pool.max_size + 1
+        for attempt in range(1, attempts + 1):
+            conn = None
+            try:
+                with self._pool.connection() as conn:
+                    return body(conn)
+            except psycopg.Error as exc:
+                # A connection the server closed (a restart, an idle timeout)
+                # is found out when used: run the statement again on
+                # another. Every statement sent this way is safe to repeat:
+                # reads; claims (a first claim that did commit is a lease
+                # that expires); writes fenced by a claim or a status;
+                # cleanup (whose count then misses what the first run
+                # deleted); and create_job, which tells its own first insert
+                # apart.
+                if attempt < attempts and _broken(conn) and not self._closed:
+                    continue
+                raise self._error(f"{what} failed", exc) from exc
+        raise AssertionError("unreachable")
 
     def _error(self, what: str, exc: Exception) -> Exception:
         if self._closed:
             return QueueClosedError("the queue is closed")
         return BackendError(f"PostgreSQL {what}: {exc}")
 
-    def _insert(self, tx: Tx, values: Sequence[Any]) -> None:
+    def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
+        # One statement: ON CONFLICT leaves a duplicate id out without an
+        # error, so a caller's transaction goes on; pg_notify runs only for
+        # an inserted row, and is delivered at commit.
         marks = ", ".join(["%s"] * (N_COLUMNS + 1))
-        sql = f"INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})"
-        # A savepoint, written out: a duplicate must not abort a caller's
-        # transaction, and psycopg's transaction() would commit on its own on
-        # a connection whose implicit transaction has not begun yet.
-        tx.execute("SAVEPOINT jobworker_insert")
+        returning = "pg_notify(%s, type)" if self.notify else "1"
+        sql = f"""INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})
+            ON CONFLICT (id) DO NOTHING RETURNING {returning}"""
+        args = (*values_of(stored), None, *((self.names.channel,) if self.notify else ()))
+        if not tx.execute(sql, args).fetchall():
+            raise DuplicateJobError(stored.metadata.id)
+
+    def _insert_once(self, tx: Tx, stored: PendingJob[str], tries: list[int]) -> None:
+        """Insert, telling a duplicate apart from this call's own insert run twice."""
+        tries.append(1)
         try:
-            tx.execute(sql, values)
-        except psycopg.errors.UniqueViolation:
-            tx.execute("ROLLBACK TO SAVEPOINT jobworker_insert")
-            raise DuplicateJobError(values[0]) from None
-        tx.execute("RELEASE SAVEPOINT jobworker_insert")
+            self._insert(tx, stored)
+        except DuplicateJobError:
+            if len(tries) > 1:
+                # An earlier try's connection broke, maybe after its commit:
+                # the row it would have written is ours, not a duplicate.
+                row = tx.execute(
+                    f"SELECT {COLUMNS}, lease_until_us FROM {self.names.jobs} WHERE id = %s",
+                    (stored.metadata.id,),
+                ).fetchone()
+                if row is not None and tuple(row) == (*values_of(stored), None):
+                    return
+            raise
 
     def _announce(self, tx: Tx, job_type: str) -> None:
         if self.notify:
             # Delivered at commit; a rolled-back job announces nothing.
             tx.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
 
+    def _best_of_types(self, count: int) -> str:
+        # One head per type, each from that type's index, locked and skipping
+        # locked rows; the placeholders are the types (an array) and now.
+        return f"""SELECT h.id FROM unnest(CAST(? AS text[])) AS wanted(type)
+            CROSS JOIN LATERAL (
+                SELECT id, priority, created_us, seq FROM {{t}}
+                WHERE {{t}}.type = wanted.type AND {_READY_PG}
+                ORDER BY priority DESC, created_us, seq LIMIT 1 FOR UPDATE SKIP LOCKED
+            ) AS h ORDER BY h.priority DESC, h.created_us, h.seq LIMIT 1"""
+
+    def _best_of_types_args(self, wanted: list[str], now: int) -> list[Any]:
+        return [wanted, now]
+
     # -- transactional enqueue ----------------------------------------------------------------
 
     def create_job(self, job: PendingJob[P], *, connection: Any = None) -> PendingJob[P]:
         """Store a new pending job; with *connection*, inside the caller's transaction.
 
-        With ``connection`` (a psycopg connection in a transaction), the job
-        exists if and only if that transaction commits, and idle workers are
-        woken at its commit. Otherwise as :meth:`JobQueue.create_job`.
+        With ``connection`` (a psycopg connection in a transaction, or one
+        not in autocommit mode, whose implicit transaction this begins), the
+        job exists if and only if that transaction commits, and idle workers
+        are woken at its commit. Otherwise as :meth:`JobQueue.create_job`.
         """
         if connection is None:
-            return super().create_job(job)
+            stored = self._encode_new(job)
+            tries: list[int] = []
+            self._autocommit(lambda tx: self._insert_once(tx, stored, tries))
+            self._notify()
+            return cast("PendingJob[P]", self._decode(stored))
         stored = self._encode_new(job)
+        if (
+            getattr(connection, "autocommit", False)
+            and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        ):
+            raise BackendError("create_job(connection=...) needs a connection inside a transaction")
         try:
-            self._create(connection, stored)
-        except psycopg.errors.NoActiveSqlTransaction:
-            raise BackendError(
-                "create_job(connection=...) needs a connection inside a transaction"
-            ) from None
+            self._insert(connection, stored)
         except psycopg.Error as exc:
             raise self._error("insert failed", exc) from exc
         return cast("PendingJob[P]", self._decode(stored))
@@ -283,3 +350,8 @@ class PostgresQueue(SQLQueue):
                 conn.execute("SELECT pg_notify(%s, '')", (self.names.channel,))
             self._listener.join(timeout=5.0)
         self._pool.close()
+
+
+def _broken(conn: Any) -> bool:
+    """Return whether *conn* (``None``: none was checked out) can no longer be used."""
+    return conn is not None and bool(conn.broken or conn.closed)

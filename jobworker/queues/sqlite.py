@@ -1,10 +1,10 @@
 """SQLiteQueue: the durable embedded backend, on the standard library's sqlite3.
 
 Several threads and several processes may share one database file. Every
-write is one short ``BEGIN IMMEDIATE`` transaction: a claim reads the best
-ready job through an index and marks it running in the same transaction, so
-a job goes to exactly one worker. The journal is WAL, so readers never wait
-for the writer.
+write is one statement or one short ``BEGIN IMMEDIATE`` transaction, so it
+takes the write lock before it reads: a claim is one ``UPDATE`` that selects
+the best ready job through an index and marks it running, so a job goes to
+exactly one worker. The journal is WAL, so readers never wait for the writer.
 
 Each thread uses its own connection, opened on first use and closed when the
 thread ends or the queue closes.
@@ -17,12 +17,12 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import P, PendingJob
-from ._rows import COLUMNS, N_COLUMNS
+from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
 from ._sqlite_schema import migrate
 
@@ -51,6 +51,10 @@ class SQLiteQueue(SQLQueue):
     """
 
     ARRIVAL = "rowid"
+    KEY = "rowid"
+    # Values of the wrong storage class never equal a parameter, but these
+    # two columns are not compared: check them as row_to_job would.
+    WELL_TYPED = "AND typeof(params) = 'text' AND typeof(progress) IN ('null', 'text')"
 
     def __init__(
         self,
@@ -141,20 +145,24 @@ class SQLiteQueue(SQLQueue):
             raise
         return result
 
-    def _reading(self, body: Callable[[Tx], T]) -> T:
+    def _autocommit(self, body: Callable[[Tx], T], what: str = "write") -> T:
+        # Outside BEGIN IMMEDIATE, a writing statement still takes the write
+        # lock (waiting up to busy_timeout) before it reads: it cannot fail
+        # with a stale snapshot, and it commits when it completes.
         try:
             return body(self._conn())
         except sqlite3.Error as exc:
-            raise self._error("read failed", exc) from exc
+            raise self._error(f"{what} failed", exc) from exc
 
-    def _insert(self, tx: Tx, values: Sequence[Any]) -> None:
+    def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
         marks = ", ".join("?" * (N_COLUMNS + 1))
         try:
             tx.execute(
-                f"INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})", values
+                f"INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})",
+                (*values_of(stored), None),
             )
         except sqlite3.IntegrityError:
-            raise DuplicateJobError(values[0]) from None
+            raise DuplicateJobError(stored.metadata.id) from None
 
     # -- transactional enqueue ----------------------------------------------------------------
 
@@ -180,7 +188,7 @@ class SQLiteQueue(SQLQueue):
             raise BackendError("create_job(connection=...) needs a connection inside a transaction")
         stored = self._encode_new(job)
         try:
-            self._create(connection, stored)
+            self._insert(connection, stored)
         except sqlite3.Error as exc:
             raise self._error("insert failed", exc) from exc
         return cast("PendingJob[P]", self._decode(stored))
