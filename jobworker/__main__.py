@@ -1,4 +1,4 @@
-"""Run the ``jobworker`` command: ``python -m jobworker demo``."""
+"""Run the ``jobworker`` command as ``python -m jobworker``, as in ``python -m jobworker demo``."""
 
 from .cli import main
 

@@ -1,24 +1,46 @@
-"""The ``jobworker`` command line: ``demo`` and ``migrate``.
+"""The ``jobworker`` command line.
 
-Each subcommand is a subparser with a handler; ``main`` parses and dispatches.
-Bad arguments print one line and exit with status 2.
+``worker`` runs worker classes until a signal; ``enqueue``, ``list``,
+``show``, ``stats``, ``cancel``, ``retry`` and ``prune`` read and change
+jobs; ``migrate`` creates a durable queue's tables; ``demo`` shows the
+library at work. Each subcommand is a subparser with a handler; :func:`main`
+parses, dispatches and turns errors into one line on standard error and an
+exit status (:class:`ExitCode`), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
+from ._cli_common import CommandError, ExitCode, add_queue_options, open_cli_queue
+from ._cli_jobs import add_job_commands
+from ._cli_worker import add_worker_command
 from .demo import run_demo
-from .errors import JobworkerError
-from .urls import open_queue
+from .errors import BackendError, InvalidJobError, JobNotFoundError, JobworkerError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ExitCode", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+
+EPILOG = """\
+The queue: every command but demo takes --queue URL (memory:, sqlite:///PATH or
+postgresql://...), after the command name; it defaults to $JOBWORKER_QUEUE.
+
+exit status:
+  0    ok (worker: stopped by a signal after every current job ended)
+  1    failure: the job is in the wrong state, a worker did not stop in time,
+       a worker thread died, the demo's counts do not add up
+  2    bad arguments
+  3    the queue cannot be reached, or its backend failed
+  4    no such job
+  130  interrupted by SIGINT; worker: stopped at once by a second SIGINT
+  143  worker: stopped at once by a second SIGTERM
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,18 +141,16 @@ def _add_demo(subcommands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    """Create or upgrade the tables of a durable queue; 1 with one line if it fails."""
-    options = {}
-    if args.url.startswith(("postgresql://", "postgres://")):
-        options = {"schema": args.schema, "prefix": args.prefix, "migrate": True, "notify": False}
-    try:
-        queue = open_queue(args.url, **options)
-    except (JobworkerError, ValueError, ImportError) as exc:
-        print(f"jobworker migrate: {exc}", file=sys.stderr)
-        return 1
+    """Create or upgrade the tables of a durable queue."""
+    if args.url is not None:
+        if args.queue is not None:
+            raise CommandError("give the URL once: as an argument or with --queue", ExitCode.USAGE)
+        args.queue = args.url
+    queue = open_cli_queue(args, create=True, postgres={"migrate": True, "notify": False})
     queue.close()
-    print(f"jobworker migrate: {args.url.split('@')[-1]} is at the current schema")
-    return 0
+    url = args.queue or os.environ.get("JOBWORKER_QUEUE", "")
+    print(f"jobworker migrate: {url.split('@')[-1]} is at the current schema")
+    return ExitCode.OK
 
 
 def _add_migrate(subcommands: argparse._SubParsersAction[_Parser]) -> None:
@@ -142,31 +162,68 @@ def _add_migrate(subcommands: argparse._SubParsersAction[_Parser]) -> None:
             "schema. Safe to run again, and from several processes at once."
         ),
     )
-    parser.add_argument("url", help="sqlite:///PATH or postgresql://...")
-    parser.add_argument("--schema", default="public", help="PostgreSQL schema (default: public)")
     parser.add_argument(
-        "--prefix", default="jobworker_", help="table name prefix (default: jobworker_)"
+        "url", nargs="?", default=None, help="sqlite:///PATH or postgresql://... (or --queue)"
     )
+    add_queue_options(parser)
     parser.set_defaults(handler=_migrate)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``jobworker`` command and its subcommands."""
-    parser = _Parser(prog="jobworker", description="jobworker: a threaded job queue library.")
+    parser = _Parser(
+        prog="jobworker",
+        description="jobworker: a threaded job queue library.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(
         title="commands", dest="command", required=True, metavar="COMMAND"
     )
-    _add_demo(subcommands)
+    add_worker_command(subcommands)
+    add_job_commands(subcommands)
     _add_migrate(subcommands)
+    _add_demo(subcommands)
     return parser
+
+
+def _one_line(text: str) -> str:
+    # Driver messages span lines (libpq adds hints); the contract is one line.
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command given by *argv* (``sys.argv[1:]`` by default); return its exit status.
 
+    Errors print one line on standard error and return their status
+    (:class:`ExitCode`): a failed operation 1, a queue that cannot be reached
+    3, a missing job 4, an interrupt 130.
+
     :raises SystemExit: with status 2 for bad arguments, 0 after ``--help``.
     """
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    name = f"jobworker {args.command}"
+    code: int
+    try:
+        return int(handler(args))
+    except CommandError as exc:
+        message, code = str(exc), exc.code
+    except JobNotFoundError as exc:
+        message, code = str(exc), ExitCode.NOT_FOUND
+    except BackendError as exc:
+        message, code = f"queue error: {exc}", ExitCode.BACKEND
+    except InvalidJobError as exc:
+        message, code = str(exc), ExitCode.USAGE
+    except JobworkerError as exc:
+        message, code = f"{type(exc).__name__}: {exc}", ExitCode.FAILURE
+    except KeyboardInterrupt:
+        message, code = "interrupted", ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more to say, and nowhere to say it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(ExitCode.FAILURE)
+    print(f"{name}: {_one_line(message)}", file=sys.stderr)
+    return int(code)

@@ -3,11 +3,13 @@
 The guide's production pattern (start every worker, stop them all on
 SIGTERM or SIGINT) as one object. Signal handlers are installed only when
 asked for (``handle_signals=True``), only from the main thread, and the
-previous handlers are put back when :meth:`Runner.run` returns.
+previous handlers are put back when :meth:`Runner.run` returns. The first
+signal stops gracefully; a second one stops waiting (:meth:`Runner.stop_now`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -25,12 +27,49 @@ log = logging.getLogger("jobworker.runner")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class _Latch:
+    """A flag that is set once and waited for, and that a signal handler may set.
+
+    A Python signal handler runs in the main thread between two bytecodes,
+    possibly while that thread holds an Event's internal lock (inside
+    ``wait()`` or ``set()``): setting the same Event from the handler would
+    then deadlock. Here the flag is a Lock held while unset; :meth:`set`
+    releases it, which never blocks, and :meth:`wait` acquires it, which a
+    signal interrupts to run its handler. Only the main thread waits.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # RuntimeError: set already
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set (at most *timeout* seconds); leave it set; return whether set."""
+        if self.take(timeout):
+            # Set it again for the next look. A set() that came in between
+            # released it already: a second release would raise.
+            self.set()
+            return True
+        return False
+
+    def take(self, timeout: float | None = None) -> bool:
+        """Wait until set (at most *timeout* seconds) and unset it; return whether it was set."""
+        return self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+
+
 class Runner:
     """Run each worker in its own thread; stop them all within one deadline.
 
     :param workers: the workers, each not yet started.
     :param handle_signals: stop gracefully on SIGTERM and SIGINT while
-        :meth:`run` blocks (main thread only).
+        :meth:`run` blocks (main thread only); on a second signal, stop
+        waiting for the current jobs (:meth:`stop_now`).
     :param stop_timeout: the shared deadline, in seconds, for every worker
         to finish its current job once a stop is asked for.
     """
@@ -49,9 +88,16 @@ class Runner:
             raise ValueError(f"stop_timeout must be >= 0 or None, got {stop_timeout!r}")
         self.handle_signals = handle_signals
         self.stop_timeout = stop_timeout
+        # Latches, not Events: the signal handler sets them (see _Latch).
         # Set when a stop is asked for or a worker thread ends on its own.
-        self._wakeup = threading.Event()
-        self._stop_requested = threading.Event()
+        self._wakeup = _Latch()
+        self._stop_requested = _Latch()
+        self._stop_now = _Latch()
+        # Set when a worker thread ends and by stop_now(): stop() takes it, then
+        # looks again at which threads are alive.
+        self._changed = _Latch()
+        # Signal numbers received while run() blocked; list.append is atomic.
+        self._signals: list[int] = []
         self._threads: list[threading.Thread] = []
         self._started = False
         self._lock = threading.Lock()
@@ -77,29 +123,61 @@ class Runner:
 
     def _watch(self, thread: threading.Thread) -> None:
         thread.join()
+        self._changed.set()
         self._wakeup.set()
 
     def request_stop(self) -> None:
         """Make :meth:`run` stop the workers and return; returns at once.
 
-        Only sets Events, so it is safe from a signal handler.
+        Takes no lock, so it is safe from a signal handler.
         """
         self._stop_requested.set()
         self._wakeup.set()
 
+    def stop_now(self) -> None:
+        """Stop waiting for the current jobs: make :meth:`stop` and :meth:`run` return at once.
+
+        The workers are told to stop and are given up on (see
+        :meth:`JobWorker.stop`): their leases are no longer renewed, so once
+        a lease expires the queue recovers the job and another worker takes
+        it. Nothing is killed: a job's thread runs on until its code returns,
+        and the process decides whether to exit first (``jobworker worker``
+        does, with ``os._exit``). Takes no lock, so it is safe from a signal
+        handler; a second handled signal calls it.
+        """
+        self._stop_now.set()
+        self.request_stop()
+        self._changed.set()
+
+    @property
+    def received_signals(self) -> tuple[int, ...]:
+        """The signals :meth:`run` handled, in order (empty without ``handle_signals``)."""
+        return tuple(self._signals)
+
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every worker within one deadline; return whether all stopped.
 
-        *timeout* defaults to ``stop_timeout``.
+        Every worker is told at once, so none claims a new job while another
+        finishes its own. *timeout* defaults to ``stop_timeout``. Returns
+        ``False`` at once, with the workers given up on, after
+        :meth:`stop_now`. Starts no thread, so it may run while the
+        interpreter shuts down.
         """
         self.request_stop()
+        for worker in self.workers:
+            worker.request_stop()
         timeout = self.stop_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        stopped = True
-        for worker in self.workers:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stopped = worker.stop(remaining) and stopped
-        return stopped
+        # The watchers started with the workers say when a thread ends, and
+        # stop_now() interrupts the wait.
+        while not self._stop_now.is_set() and any(t.is_alive() for t in self._threads):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self._changed.take(remaining)
+        # Each stop() below returns at once: its thread has ended, or the
+        # deadline passed or stop_now() was called, and it gives the job up.
+        return all([worker.stop(0.0) for worker in self.workers])
 
     def run(self) -> bool:
         """Start the workers, block until a stop is asked for, then stop them.
@@ -125,8 +203,14 @@ class Runner:
             raise RuntimeError("handle_signals=True needs Runner.run() in the main thread")
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s; stopping workers", signal.Signals(signum).name)
-            self.request_stop()
+            self._signals.append(signum)
+            name = signal.Signals(signum).name
+            if len(self._signals) == 1:
+                log.info("received %s; stopping workers (send it again to stop now)", name)
+                self.request_stop()
+            else:
+                log.warning("received %s again; stopping now, jobs left to their leases", name)
+                self.stop_now()
 
         previous: dict[int, signal._HANDLER] = {}
         for signum in _SIGNALS:

@@ -28,22 +28,12 @@ from hypothesis import strategies as st
 import jobworker as jw
 from jobworker import model as m
 from jobworker.testing import FakeClock, run_pending
+from tests.unit.test_model import UPDATE_ALLOWED
 
 from .conftest import BACKENDS, EPOCH, MakeQueue, ReportingClock
 
 NAIVE = dt.datetime(2026, 1, 1)
 JOIN = 10.0  # seconds a test waits for one of its own threads before failing
-
-UPDATE_ALLOWED = frozenset(
-    {
-        ("pending", "cancelled"),
-        ("running", "running"),
-        ("running", "complete"),
-        ("running", "pending"),
-        ("running", "failed"),
-        ("running", "cancelled"),
-    }
-)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -325,6 +325,46 @@ class QueueMachine(RuleBasedStateMachine):
         if cancellable:
             mine.status, mine.ended_at, mine.token = "cancelled", self.now(), None
 
+    def failed_ids(self) -> list[str]:
+        return sorted(job.id for job in self.jobs.values() if job.status == "failed")
+
+    @precondition(lambda self: self.failed_ids())
+    @rule(data=st.data())
+    def requeue(self, data: st.DataObject) -> None:
+        """An operator's retry: a failed job back to pending, compare-and-set on "failed"."""
+        job_id = data.draw(st.sampled_from(self.failed_ids()))
+        self.recover_expired()  # a failed job stays failed: recovery touches running ones
+        stored = self.queue.get_job(job_id)
+        assert jw.is_failed_job(stored)
+        new = self.queue.update_job(model.requeue(stored), "failed")
+        assert jw.is_pending_job(new)
+        assert new.metadata.retry_count == 0 and new.metadata.run_after is None
+        assert new.params == stored.params
+        mine = self.jobs[job_id]
+        mine.status, mine.retry_count, mine.run_after = "pending", 0, None
+        mine.ended_at, mine.token, mine.attempts = None, None, 0
+        # It left the terminal states: its next ending is a new one.
+        self.terminal.pop(job_id, None)
+
+    @precondition(lambda self: len(self.failed_ids()) < len(self.jobs))
+    @rule(data=st.data())
+    def requeue_refused(self, data: st.DataObject) -> None:
+        """Only a failed job can be requeued; any other is left as it is."""
+        failed = set(self.failed_ids())
+        job_id = data.draw(st.sampled_from(sorted(set(self.jobs) - failed)))
+        self.recover_expired()
+        mine = self.jobs[job_id]
+        stored = self.queue.get_job(job_id)
+        assert stored is not None
+        back = jw.PendingJob(metadata=stored.metadata, params=stored.params)
+        if mine.status != "failed":  # recovery may have failed it just now
+            with pytest.raises(jw.StaleJobError):
+                self.queue.update_job(back, "failed")
+        if mine.status in ("complete", "cancelled"):
+            with pytest.raises(jw.InvalidTransitionError):
+                self.queue.update_job(back, mine.status)
+        assert self.queue.get_job(job_id) == stored
+
     @rule()
     def cancel_missing(self) -> None:
         assert self.queue.cancel_job("no-such-job") is False

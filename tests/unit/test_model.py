@@ -36,6 +36,7 @@ UPDATE_ALLOWED = frozenset(
         ("running", "pending"),
         ("running", "failed"),
         ("running", "cancelled"),
+        ("failed", "pending"),  # requeue: an operator retries a failed job
     }
 )
 

@@ -1,0 +1,177 @@
+"""What every ``jobworker`` subcommand shares: exit codes, errors, the queue option."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import enum
+import os
+import re
+from typing import Any, Final
+
+from .queues.base import JobQueue
+from .urls import open_queue
+
+__all__ = [
+    "QUEUE_ENV",
+    "CommandError",
+    "ExitCode",
+    "add_queue_options",
+    "display_url",
+    "open_cli_queue",
+    "parse_duration",
+    "parse_when",
+]
+
+#: The environment variable ``--queue`` defaults to.
+QUEUE_ENV: Final = "JOBWORKER_QUEUE"
+
+
+class ExitCode(enum.IntEnum):
+    """The exit statuses of the ``jobworker`` command."""
+
+    #: The command did what it was asked.
+    OK = 0
+    #: It could not: the job is in the wrong state, a worker did not stop in
+    #: time, a worker thread died, or the demo's counts do not add up.
+    FAILURE = 1
+    #: Bad arguments: an unknown option, a value that does not parse, a
+    #: worker class that cannot be imported.
+    USAGE = 2
+    #: The queue cannot be reached or its backend failed (a missing SQLite
+    #: file, a PostgreSQL server that refuses, missing tables).
+    BACKEND = 3
+    #: No job has the given id.
+    NOT_FOUND = 4
+    #: Interrupted by SIGINT (Ctrl-C), or ``worker`` stopped at once by a
+    #: second SIGINT: 128 + 2.
+    INTERRUPTED = 130
+    #: ``worker`` stopped at once by a second SIGTERM: 128 + 15.
+    TERMINATED = 143
+
+
+class CommandError(Exception):
+    """A subcommand ends with one line on standard error and *code*."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_queue_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--queue``, ``--schema`` and ``--prefix`` to a subcommand's parser."""
+    group = parser.add_argument_group("queue")
+    group.add_argument(
+        "--queue",
+        metavar="URL",
+        default=None,
+        help=f"memory:, sqlite:///PATH or postgresql://... (default: ${QUEUE_ENV})",
+    )
+    group.add_argument(
+        "--schema", default="public", help="PostgreSQL only: the schema (default: public)"
+    )
+    group.add_argument(
+        "--prefix",
+        default="jobworker_",
+        help="PostgreSQL only: the table name prefix (default: jobworker_)",
+    )
+
+
+def queue_url(args: argparse.Namespace) -> str:
+    """Return the queue URL of ``--queue`` or ``$JOBWORKER_QUEUE``."""
+    url: str | None = args.queue or os.environ.get(QUEUE_ENV) or None
+    if url is None:
+        raise CommandError(f"no queue given: use --queue URL or set {QUEUE_ENV}", ExitCode.USAGE)
+    return url
+
+
+def display_url(url: str) -> str:
+    """Return *url* without the user and password part, for messages."""
+    return re.sub(r"^([a-z]+://)[^/@]*@", r"\1", url)
+
+
+def open_cli_queue(
+    args: argparse.Namespace,
+    *,
+    create: bool,
+    postgres: dict[str, Any] | None = None,
+    **options: Any,
+) -> JobQueue:
+    """Open the queue the command line names, with the JobQueue *options*.
+
+    *postgres* holds more options for a PostgreSQL queue only.
+
+    With *create* false, a missing SQLite file is refused rather than
+    created: a command that reads or changes jobs must not make an empty
+    queue out of a typo.
+
+    :raises CommandError: the URL is missing or malformed (``USAGE``), or
+        the queue cannot be opened (``BACKEND``).
+    :raises BackendError: the backend failed.
+    """
+    url = queue_url(args)
+    if url.startswith("sqlite:///") and not create:
+        path = url.removeprefix("sqlite:///")
+        if path and not os.path.exists(path):
+            raise CommandError(f"no queue at {url}: the file does not exist", ExitCode.BACKEND)
+    try:
+        if url.startswith(("postgresql://", "postgres://")):
+            # Imported here: psycopg is optional (jobworker[postgres]).
+            from ._cli_postgres import check_reachable  # noqa: PLC0415
+
+            check_reachable(url)
+            options = {"schema": args.schema, "prefix": args.prefix, **(postgres or {}), **options}
+        return open_queue(url, **options)
+    except ImportError as exc:
+        raise CommandError(
+            f"cannot open {display_url(url)}: {exc} (install jobworker[postgres])",
+            ExitCode.BACKEND,
+        ) from exc
+    except ValueError as exc:  # an unknown URL, a bad schema or prefix name
+        raise CommandError(str(exc), ExitCode.USAGE) from exc
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Return the seconds of a duration such as ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``.
+
+    >>> parse_duration("15m"), parse_duration("1.5h")
+    (900.0, 5400.0)
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s, 15m, 12h or 7d, got {text!r}"
+        )
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def parse_when(text: str, *, now: _dt.datetime) -> _dt.datetime:
+    """Return the time *text* names: a duration from *now*, or an ISO 8601 time with a zone.
+
+    >>> now = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)
+    >>> parse_when("10m", now=now).isoformat()
+    '2026-01-01T00:10:00+00:00'
+    >>> parse_when("2026-01-02T09:00:00Z", now=now).isoformat()
+    '2026-01-02T09:00:00+00:00'
+    """
+    if _DURATION.fullmatch(text.strip()):
+        return now + _dt.timedelta(seconds=parse_duration(text))
+    iso = text.strip()
+    if iso.endswith(("Z", "z")):  # fromisoformat takes "Z" only from Python 3.11
+        iso = iso[:-1] + "+00:00"
+    try:
+        value = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        raise CommandError(
+            f"--run-after: expected a duration (10m) or an ISO 8601 time, got {text!r}",
+            ExitCode.USAGE,
+        ) from None
+    if value.utcoffset() is None:
+        raise CommandError(
+            f"--run-after: give the time zone, as in {text}Z or {text}+02:00", ExitCode.USAGE
+        )
+    return value

@@ -1,0 +1,240 @@
+"""``jobworker worker``: run worker classes in this process until a signal.
+
+The first SIGTERM or SIGINT stops gracefully: every worker finishes its
+current job within ``--stop-timeout`` and the command exits with 0. A second
+signal stops at once: the process exits with 128 + the signal number, and the
+jobs it held are recovered by other workers when their leases expire. So are
+they when the stop timeout passes first (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import logging
+import os
+import sys
+import threading
+from typing import Any, NoReturn
+
+from ._cli_common import CommandError, ExitCode, add_queue_options, display_url, open_cli_queue
+from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from .runner import Runner
+from .worker import JobWorker
+
+__all__ = ["add_worker_command", "load_worker_class"]
+
+log = logging.getLogger("jobworker.cli")
+
+
+def load_worker_class(spec: str) -> type[JobWorker]:
+    """Return the :class:`JobWorker` subclass that ``module:Class`` names.
+
+    The current directory is on the import path, as with ``python -m``.
+
+    :raises CommandError: (``USAGE``) it cannot be imported, or is not a
+        concrete JobWorker subclass.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CommandError(f"expected module:Class, got {spec!r}", ExitCode.USAGE)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import {module_name!r}: {exc}", ExitCode.USAGE) from None
+    except Exception as exc:  # broad: the module's own code failed; say so in one line
+        log.debug("importing %s failed", module_name, exc_info=True)
+        raise CommandError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", ExitCode.USAGE
+        ) from None
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise CommandError(f"{module_name!r} has no {attribute!r}", ExitCode.USAGE) from None
+    if not (isinstance(found, type) and issubclass(found, JobWorker)):
+        raise CommandError(f"{spec} is not a JobWorker subclass", ExitCode.USAGE)
+    if inspect.isabstract(found):
+        raise CommandError(
+            f"{spec} is abstract: it must implement the three methods", ExitCode.USAGE
+        )
+    return found
+
+
+def _build(cls: type[JobWorker], queue: Any, options: dict[str, Any], spec: str) -> JobWorker:
+    try:
+        return cls(queue, **options)
+    except (TypeError, ValueError) as exc:
+        given = "".join(f", {key}={value!r}" for key, value in options.items())
+        raise CommandError(f"cannot create {spec}(queue{given}): {exc}", ExitCode.USAGE) from None
+
+
+class _CommandRunner(Runner):
+    """A Runner that logs one line once the workers run and signals are handled."""
+
+    def __init__(self, workers: list[JobWorker], url: str, **options: Any) -> None:
+        super().__init__(workers, **options)
+        self.url = url
+
+    def start(self) -> None:
+        super().start()  # run() installs the signal handlers before it calls start()
+        names = sorted({worker.get_worker_name() for worker in self.workers})
+        log.info(
+            "jobworker worker: %d worker threads (%s) running on %s, pid %d",
+            len(self.workers),
+            ", ".join(names),
+            self.url,
+            os.getpid(),
+        )
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave the process at once, with worker threads still running jobs.
+
+    The threads are not daemons and the library never kills one, so only
+    ``os._exit`` ends the process now. Their jobs' leases, no longer renewed,
+    expire and the queue recovers the jobs.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    configure_logging(level=args.log_level, format=args.log_format, stream=sys.stderr)
+    classes = [(spec, load_worker_class(spec)) for spec in args.classes]
+    options: dict[str, Any] = {}
+    for name in ("poll_interval", "heartbeat_interval", "error_backoff"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.job_types:
+        options["job_types"] = frozenset(args.job_types)
+    queue_options = {} if args.lease_duration is None else {"lease_duration": args.lease_duration}
+    threads = len(classes) * args.concurrency
+    # Every worker thread and its heartbeat may hold a connection at once.
+    postgres = {"pool_size": max(10, 2 * threads)}
+    queue = open_cli_queue(args, create=True, postgres=postgres, **queue_options)
+    try:
+        workers = [
+            _build(cls, queue, options, spec)
+            for spec, cls in classes
+            for _ in range(args.concurrency)
+        ]
+    except BaseException:
+        queue.close()
+        raise
+    url = display_url(args.queue or os.environ.get("JOBWORKER_QUEUE", ""))
+    runner = _CommandRunner(
+        workers,
+        url,
+        # Signals can be handled in the main thread only; elsewhere the caller stops it.
+        handle_signals=threading.current_thread() is threading.main_thread(),
+        stop_timeout=args.stop_timeout,
+    )
+    stopped = runner.run()
+    signals = runner.received_signals
+    if stopped:
+        queue.close()
+        if not signals:
+            log.error("jobworker worker: a worker thread ended on its own; stopped the others")
+            return ExitCode.FAILURE
+        log.info("jobworker worker: stopped; every job it held ended")
+        return ExitCode.OK
+    held = sorted(str(job_id) for worker in workers if (job_id := worker.get_metrics().current_job))
+    lease = queue.lease_duration
+    if len(signals) >= 2:
+        log.warning(
+            "jobworker worker: stopped now; jobs left to their leases, recovered within %.0f s: %s",
+            lease,
+            ", ".join(held) or "none",
+        )
+        _exit_now(128 + signals[-1])
+    log.error(
+        "jobworker worker: not every job ended within --stop-timeout %s s; jobs left to "
+        "their leases, recovered within %.0f s: %s",
+        args.stop_timeout,
+        lease,
+        ", ".join(held) or "none",
+    )
+    _exit_now(ExitCode.FAILURE)
+
+
+def _seconds(*, zero: bool) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if zero else '>'} 0, got {text}")
+        return value
+
+    return parse
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1024, got {value}")
+    return value
+
+
+def add_worker_command(subcommands: Any) -> None:
+    """Add the ``worker`` subcommand to *subcommands*."""
+    parser: argparse.ArgumentParser = subcommands.add_parser(
+        "worker",
+        help="run workers until SIGTERM or SIGINT",
+        description=(
+            "Run worker classes, each given as module:Class and built as "
+            "Class(queue, **options), in threads of this process. The first SIGTERM or "
+            "SIGINT stops gracefully: current jobs finish within --stop-timeout, then exit "
+            "0. A second signal exits at once with 128 + its number; the jobs held are "
+            "recovered by other workers when their leases expire."
+        ),
+    )
+    parser.set_defaults(handler=_worker)
+    parser.add_argument(
+        "classes", nargs="+", metavar="module:Class", help="a JobWorker subclass to run"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=1,
+        metavar="N",
+        help="threads (worker instances) per class (default: 1)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=_seconds(zero=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="how long current jobs may take to finish after a signal (default: 60)",
+    )
+    add_queue_options(parser)
+    group = parser.add_argument_group("worker and queue options (default: the class's own)")
+    group.add_argument("--poll-interval", type=_seconds(zero=False), metavar="SECONDS")
+    group.add_argument(
+        "--lease-duration",
+        type=_seconds(zero=False),
+        metavar="SECONDS",
+        help="how long a claim lasts unrenewed: how soon a lost job is recovered",
+    )
+    group.add_argument("--heartbeat-interval", type=_seconds(zero=False), metavar="SECONDS")
+    group.add_argument("--error-backoff", type=_seconds(zero=True), metavar="SECONDS")
+    group.add_argument(
+        "--job-type",
+        dest="job_types",
+        action="append",
+        metavar="TYPE",
+        help="take only jobs of this type (repeat for more)",
+    )
+    logs = parser.add_argument_group("logging (to standard error)")
+    logs.add_argument("--log-format", choices=LOG_FORMATS, default="text")
+    logs.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)

@@ -1,0 +1,73 @@
+"""Logging for the ``jobworker worker`` command: readable lines, or JSON lines.
+
+The library never configures logging; the command line does, for its own
+process only, through :func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from typing import Final, Literal, TextIO
+
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "JSONFormatter", "configure_logging"]
+
+LogFormat = Literal["text", "json"]
+
+LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
+
+# The attributes every LogRecord has; anything else came from ``extra=``.
+_STANDARD: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class JSONFormatter(logging.Formatter):
+    """Format each record as one JSON object on one line.
+
+    Keys: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``thread``,
+    ``message``, ``exception`` (the formatted traceback, when there is one),
+    and any ``extra=`` fields that JSON can hold.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return *record* as one line of JSON."""
+        data: dict[str, object] = {
+            "time": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in data:
+                data[key] = value
+        return json.dumps(data, default=repr, ensure_ascii=False)
+
+
+def configure_logging(
+    *, level: str = "INFO", format: LogFormat = "text", stream: TextIO
+) -> logging.Handler:
+    """Send every log record of *level* and above to *stream*; return the handler.
+
+    Replaces the root logger's handlers: the command owns its process.
+    """
+    handler = logging.StreamHandler(stream)
+    if format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

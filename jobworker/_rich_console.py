@@ -1,0 +1,59 @@
+"""The rich side of :mod:`jobworker._console`; needs ``jobworker[cli]``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["print_rich_fields", "print_rich_table"]
+
+_STATUS_STYLES = {
+    "pending": "cyan",
+    "running": "yellow",
+    "complete": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+_NO_WRAP = frozenset({"STATUS", "PRIORITY", "RETRIES", "JOBS"})
+
+
+def _cell(header: str, value: str) -> Text:
+    # Text, not markup: a value such as ["a"] must print as it is.
+    style = _STATUS_STYLES.get(value, "") if header.lower() == "status" else ""
+    return Text(value, style=style)
+
+
+def print_rich_table(
+    stream: TextIO,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+) -> None:
+    """Print *rows* as a rich table on *stream*."""
+    table = Table(title=title, header_style="bold")
+    for header in headers:
+        # Short fixed columns stay whole; ids, times and text fold on a narrow terminal.
+        table.add_column(header, overflow="fold", no_wrap=header in _NO_WRAP)
+    for row in rows:
+        cells = [_cell(header, cell) for header, cell in zip(headers, row, strict=True)]
+        table.add_row(*cells)
+    Console(file=stream, highlight=False, markup=False).print(table)
+
+
+def print_rich_fields(
+    stream: TextIO, fields: Sequence[tuple[str, str]], *, title: str | None = None
+) -> None:
+    """Print ``name, value`` pairs as a two-column rich table on *stream*."""
+    table = Table(title=title, show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for name, value in fields:
+        table.add_row(name, _cell(name, value))
+    Console(file=stream, highlight=False, markup=False).print(table)
