@@ -1,0 +1,95 @@
+"""A read-only admin of the queue's jobs: a list with filters and search, and a detail page.
+
+Nothing can be added, changed or deleted here: jobs change only through the
+queue, whose transitions keep them consistent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .conf import get_settings
+from .models import Job
+
+__all__ = ["JobAdmin"]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Jobs, newest first, filtered by status and type, searched by id, type or user."""
+
+    list_display = ("id", "type", "status", "priority", "created", "attempts", "completed")
+    list_filter = ("status", "type")
+    search_fields = ("=id", "type", "=user_id")
+    list_per_page = 50
+    show_full_result_count = False
+    fields = (
+        "id",
+        "type",
+        "status",
+        "user_id",
+        "priority",
+        "attempts",
+        "created",
+        "run_after",
+        "started",
+        "completed",
+        "claim_worker",
+        "params_json",
+        "progress_json",
+        "result_json",
+        "error",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        """Read the jobs from the queue's database (``JOBWORKER["DATABASE"]``)."""
+        return super().get_queryset(request).using(get_settings().database)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="attempts")
+    def attempts(self, job: Job) -> str:
+        """Attempts so far, out of the most allowed: ``1 / 4``."""
+        ran = job.retry_count + (0 if job.status == "pending" or job.started_us is None else 1)
+        return f"{ran} / {job.max_retries + 1}"
+
+    @admin.display(description="created", ordering="created_us")
+    def created(self, job: Job) -> _dt.datetime | None:
+        return job.created
+
+    @admin.display(description="run after", ordering="run_after_us")
+    def run_after(self, job: Job) -> _dt.datetime | None:
+        return job.run_after
+
+    @admin.display(description="started", ordering="started_us")
+    def started(self, job: Job) -> _dt.datetime | None:
+        return job.started
+
+    @admin.display(description="ended", ordering="completed_us")
+    def completed(self, job: Job) -> _dt.datetime | None:
+        return job.completed
+
+    @admin.display(description="params")
+    def params_json(self, job: Job) -> str:
+        return job.params_json
+
+    @admin.display(description="progress")
+    def progress_json(self, job: Job) -> str:
+        return job.progress_json
+
+    @admin.display(description="result")
+    def result_json(self, job: Job) -> str:
+        return job.result_json

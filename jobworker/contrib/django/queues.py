@@ -1,0 +1,181 @@
+"""The queue in the project's own database, and enqueueing inside its transactions.
+
+Threads: ``_lock`` guards ``_queues``. A queue is opened (which may connect to
+PostgreSQL) with the lock held, so two threads never open the same queue twice.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+from typing import Any, Final
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
+
+from ...model import P, PendingJob, new_job
+from ...queues._sqlite_schema import migrate as migrate_sqlite
+from ...queues.base import JobQueue
+from ._sqlite import DjangoSQLiteQueue
+from .conf import get_settings
+
+__all__ = ["close_queues", "create_tables", "drop_tables", "enqueue", "enqueue_job", "get_queue"]
+
+_lock = threading.Lock()
+# (alias, where the database is) -> the open queue; guarded by _lock.
+_queues: dict[tuple[str, str], JobQueue] = {}
+
+_SQLITE: Final = "sqlite"
+_POSTGRES: Final = "postgresql"
+
+
+def _location(alias: str) -> tuple[str, str]:
+    """Return the backend and the place of database *alias*, as configured now."""
+    # Typed loosely: the methods used below belong to one backend each.
+    connection: Any = connections[alias]
+    vendor = connection.vendor
+    if vendor == _SQLITE:
+        if connection.is_in_memory_db():
+            raise ImproperlyConfigured(
+                f"jobworker cannot use the in-memory SQLite database {alias!r}: worker "
+                f"threads and processes need a file. Give DATABASES[{alias!r}] a file NAME "
+                f"(and, for tests, TEST = {{'NAME': 'a-file.sqlite3'}})."
+            )
+        return vendor, os.path.abspath(connection.settings_dict["NAME"])
+    if vendor == _POSTGRES:
+        from . import _postgres  # noqa: PLC0415 (psycopg is needed on PostgreSQL only)
+
+        return vendor, _postgres.conninfo(connection)
+    raise ImproperlyConfigured(
+        f"jobworker keeps jobs in SQLite or PostgreSQL; database {alias!r} is {vendor}"
+    )
+
+
+def get_queue(using: str | None = None) -> JobQueue:
+    """Return the queue in database *using* (``JOBWORKER["DATABASE"]`` by default).
+
+    The queue is opened on first use from Django's connection settings as
+    they are then (so Django's test databases are used in tests) and shared
+    by every later call for the same database. ``QUEUE_OPTIONS`` are passed
+    to :class:`~jobworker.SQLiteQueue` or :class:`~jobworker.PostgresQueue`.
+    Thread-safe.
+
+    :raises ImproperlyConfigured: the database is in-memory SQLite or neither
+        SQLite nor PostgreSQL, or ``QUEUE_OPTIONS`` holds an unknown option.
+    :raises BackendError: the database cannot be reached, or (PostgreSQL) the
+        tables are missing: run ``manage.py migrate jobworker``.
+    """
+    conf = get_settings()
+    alias = conf.database if using is None else using
+    vendor, where = _location(alias)
+    key = (alias, where)
+    with _lock:
+        queue = _queues.get(key)
+        if queue is not None:
+            return queue
+        try:
+            if vendor == _SQLITE:
+                queue = DjangoSQLiteQueue(where, **conf.queue_options)
+            else:
+                from . import _postgres  # noqa: PLC0415
+
+                queue = _postgres.open_queue(connections[alias], conf.queue_options)
+        except TypeError as exc:
+            raise ImproperlyConfigured(f"JOBWORKER['QUEUE_OPTIONS']: {exc}") from exc
+        _queues[key] = queue
+        return queue
+
+
+def close_queues() -> None:
+    """Close every queue :func:`get_queue` opened; the next call opens them anew.
+
+    Called when ``DATABASES`` or ``JOBWORKER`` change (``override_settings``).
+    Stop the workers that use the queues first.
+    """
+    with _lock:
+        queues = list(_queues.values())
+        _queues.clear()
+    for queue in queues:
+        queue.close()
+
+
+def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P]:
+    """Store *job* in the queue of database *using*; return it as stored.
+
+    Inside ``transaction.atomic()`` on that database, the job is written
+    through the same connection: it exists if and only if the transaction
+    commits, and idle workers are woken at the commit. Outside a
+    transaction it is stored at once.
+
+    :raises DuplicateJobError: a job with this id exists.
+    :raises InvalidJobError: the job cannot be stored.
+    """
+    alias = get_settings().database if using is None else using
+    queue = get_queue(alias)
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        return queue.create_job(job)
+    if connection.vendor == _SQLITE:
+        assert isinstance(queue, DjangoSQLiteQueue)
+        connection.ensure_connection()
+        created = queue.create_job(job, connection=connection.connection)
+    else:
+        from ...queues.postgres import PostgresQueue  # noqa: PLC0415
+        from . import _postgres  # noqa: PLC0415
+
+        assert isinstance(queue, PostgresQueue)
+        created = queue.create_job(job, connection=_postgres.raw_connection(connection))
+    # PostgreSQL notifies other processes at commit; this wakes this one's
+    # idle workers at once, SQLite's included.
+    transaction.on_commit(queue.wake, using=alias)
+    return created
+
+
+def enqueue(
+    job_type: str,
+    params: Any = None,
+    *,
+    using: str | None = None,
+    id: str | None = None,
+    user_id: str = "",
+    max_retries: int = 3,
+    priority: int = 0,
+    run_after: _dt.datetime | None = None,
+) -> PendingJob[Any]:
+    """Create a job of *job_type* with *params* and store it with :func:`enqueue_job`.
+
+    ``params`` default to ``{}``; the other arguments are those of
+    :func:`jobworker.new_job`.
+    """
+    job = new_job(
+        job_type,
+        {} if params is None else params,
+        id=id,
+        user_id=user_id,
+        max_retries=max_retries,
+        priority=priority,
+        run_after=run_after,
+    )
+    return enqueue_job(job, using=using)
+
+
+def create_tables(connection: Any) -> None:
+    """Create the queue's tables through Django's *connection*, in its transaction."""
+    if connection.vendor == _SQLITE:
+        migrate_sqlite(connection.connection)
+    elif connection.vendor == _POSTGRES:
+        from . import _postgres  # noqa: PLC0415
+
+        _postgres.create_tables(connection)
+
+
+def drop_tables(connection: Any) -> None:
+    """Drop the queue's tables through Django's *connection*, in its transaction."""
+    if connection.vendor == _SQLITE:
+        connection.connection.execute("DROP TABLE IF EXISTS jobworker_jobs")
+        connection.connection.execute("DROP TABLE IF EXISTS jobworker_meta")
+    elif connection.vendor == _POSTGRES:
+        from . import _postgres  # noqa: PLC0415
+
+        _postgres.drop_tables(connection)

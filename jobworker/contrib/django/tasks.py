@@ -1,0 +1,313 @@
+"""A backend for Django's Tasks framework that runs ``@task`` functions on jobworker.
+
+``django.tasks`` on Django 6, the ``django_tasks`` backport on Django 5.2::
+
+    TASKS = {
+        "default": {
+            "BACKEND": "jobworker.contrib.django.tasks.JobworkerBackend",
+            "QUEUES": ["default", "emails"],
+            "OPTIONS": {"max_retries": 2},
+        }
+    }
+
+A task becomes a job in the project's queue (:func:`~jobworker.contrib.django.get_queue`)
+of type ``"task:<queue_name>"``, with the task's priority and ``run_after``;
+enqueued inside ``transaction.atomic()``, it exists only if the transaction
+commits. A :class:`TaskWorker` runs it; the result id is the job id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import traceback
+from typing import Any, Final
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from ...errors import JobworkerError
+from ...model import (
+    MAX_ERROR_LENGTH,
+    AnyJob,
+    CancelledJob,
+    CompleteJob,
+    FailedJob,
+    PendingJob,
+    RunningJob,
+    new_job,
+)
+from ...queues.base import JobQueue
+from ._tasks_api import (
+    DEFAULT_TASK_BACKEND_ALIAS,
+    BaseTaskBackend,
+    Task,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
+from .queues import enqueue_job, get_queue
+from .workers import DjangoJobWorker
+
+__all__ = ["JOB_TYPE_PREFIX", "JobworkerBackend", "TaskFailedError", "TaskWorker"]
+
+#: A task on queue ``q`` is a job of type ``JOB_TYPE_PREFIX + q``.
+JOB_TYPE_PREFIX: Final = "task:"
+
+_STATUS: Final[dict[str, TaskResultStatus]] = {
+    "pending": TaskResultStatus.READY,
+    "running": TaskResultStatus.RUNNING,
+    "complete": TaskResultStatus.SUCCESSFUL,
+    "failed": TaskResultStatus.FAILED,
+    "cancelled": TaskResultStatus.FAILED,
+}
+_OPTIONS: Final = frozenset({"max_retries"})
+_ERROR: Final = re.compile(r"TaskFailedError: ([\w.]+)")
+_LIMIT: Final = MAX_ERROR_LENGTH - len("TaskFailedError: ")
+
+
+class TaskFailedError(JobworkerError):
+    """A task function raised; the job's error records what, and where.
+
+    The message is ``"<exception class path>: <message>"``, a blank line and
+    the end of the traceback, cut to fit a job's stored error, so that
+    :attr:`TaskResult.errors` can name the exception class.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        kind = type(error)
+        head = f"{kind.__module__}.{kind.__qualname__}"
+        text = str(error)
+        if text:
+            head = f"{head}: {text[:500]}"
+        trace = "".join(traceback.format_exception(error))
+        room = _LIMIT - len(head) - 2
+        if len(trace) > room:
+            trace = "...\n" + trace[len(trace) - room + 4 :]
+        super().__init__(f"{head}\n\n{trace}")
+
+
+def _task_error(stored: str) -> TaskError:
+    """Return the :class:`TaskError` a failed job's stored error describes."""
+    match = _ERROR.match(stored)
+    if match is None:
+        # Not raised by the task function: a lost worker, or jobworker's own error.
+        return TaskError(exception_class_path="jobworker.errors.JobworkerError", traceback=stored)
+    trace = stored.partition("\n\n")[2]
+    return TaskError(exception_class_path=match.group(1), traceback=trace)
+
+
+class JobworkerBackend(BaseTaskBackend):
+    """Run ``@task`` functions as jobs in the project's jobworker queue.
+
+    Supports priorities, ``run_after``, queue names, results from any
+    process (:meth:`get_result`) and retries: ``OPTIONS = {"max_retries": n}``
+    lets a failing task run up to ``1 + n`` times, with the worker's backoff
+    (``0`` by default, as Django's Tasks expect). Async task functions run
+    to completion in the worker's thread.
+    """
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        unknown = sorted(set(self.options) - _OPTIONS)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']: unknown option(s) {unknown}; "
+                f"known: {sorted(_OPTIONS)}"
+            )
+        max_retries = self.options.get("max_retries", 0)
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['max_retries'] must be an int >= 0, "
+                f"got {max_retries!r}"
+            )
+        self.max_retries: int = max_retries
+
+    def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
+        """Store *task* with its arguments as a job; return its result, ``READY``.
+
+        Inside ``transaction.atomic()`` the job exists only if the transaction commits.
+        """
+        self.validate_task(task)
+        run_after = task.run_after
+        if run_after is not None and timezone.is_naive(run_after):
+            run_after = timezone.make_aware(run_after)
+        job = new_job(
+            JOB_TYPE_PREFIX + task.queue_name,
+            {
+                "task": task.module_path,
+                "args": normalize_json(args),
+                "kwargs": normalize_json(kwargs),
+                "backend": self.alias,
+                "takes_context": task.takes_context,
+            },
+            max_retries=self.max_retries,
+            priority=task.priority,
+            run_after=run_after,
+        )
+        result = self._result(enqueue_job(job), task)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult[Any]:
+        """Return the result of the task whose id is *result_id*, as stored now.
+
+        :raises TaskResultDoesNotExist: no task of this backend has that id.
+        """
+        job = get_queue().get_job(result_id) if isinstance(result_id, str) else None
+        if job is None or not self._owns(job):
+            raise TaskResultDoesNotExist(result_id)
+        return self._result(job)
+
+    def _owns(self, job: AnyJob) -> bool:
+        params = job.params
+        return (
+            job.metadata.type.startswith(JOB_TYPE_PREFIX)
+            and isinstance(params, dict)
+            and params.get("backend") == self.alias
+        )
+
+    def _task(self, job: AnyJob) -> Task[Any, Any]:
+        """Return the :class:`Task` a job runs, as it was enqueued."""
+        found = import_string(job.params["task"])
+        if not isinstance(found, Task):
+            raise TypeError(f"{job.params['task']!r} is not a task")
+        run_after = job.metadata.run_after if job.metadata.retry_count == 0 else None
+        return dataclasses.replace(
+            found,
+            priority=job.metadata.priority,
+            queue_name=job.metadata.type.removeprefix(JOB_TYPE_PREFIX),
+            backend=self.alias,
+            run_after=run_after,
+        )
+
+    def _result(self, job: AnyJob, task: Task[Any, Any] | None = None) -> TaskResult[Any]:
+        """Return the :class:`TaskResult` that *job* stands for."""
+        started = completed = None
+        errors: list[TaskError] = []
+        if isinstance(job, (RunningJob, CompleteJob, FailedJob, CancelledJob)):
+            started = job.started_at
+        if isinstance(job, (CompleteJob, FailedJob, CancelledJob)):
+            completed = job.completed_at
+        if isinstance(job, FailedJob):
+            errors.append(_task_error(job.error))
+        elif isinstance(job, CancelledJob):
+            errors.append(
+                TaskError(
+                    exception_class_path="jobworker.errors.JobCancelledError",
+                    traceback="the job was cancelled",
+                )
+            )
+        # One entry per attempt made: jobworker keeps the worker of the
+        # running attempt only.
+        attempts = job.metadata.retry_count + (0 if started is None else 1)
+        worker_ids = ["jobworker"] * attempts
+        if isinstance(job, RunningJob) and worker_ids:
+            worker_ids[-1] = job.claim.worker
+        result: TaskResult[Any] = TaskResult(
+            task=self._task(job) if task is None else task,
+            id=job.metadata.id,
+            status=_STATUS[job.status],
+            enqueued_at=job.metadata.created,
+            started_at=started,
+            finished_at=completed,
+            last_attempted_at=started,
+            args=job.params["args"],
+            kwargs=job.params["kwargs"],
+            backend=self.alias,
+            errors=errors,
+            worker_ids=worker_ids,
+        )
+        if isinstance(job, CompleteJob):
+            object.__setattr__(result, "_return_value", job.result)
+        return result
+
+
+def _backend(alias: str) -> JobworkerBackend:
+    backend = task_backends[alias]
+    if not isinstance(backend, JobworkerBackend):
+        raise ImproperlyConfigured(
+            f"TASKS[{alias!r}] is {type(backend).__name__}, not "
+            f"jobworker.contrib.django.tasks.JobworkerBackend"
+        )
+    return backend
+
+
+class TaskWorker(DjangoJobWorker):
+    """Run the tasks of one Tasks backend.
+
+    :param queue: the queue; :func:`~jobworker.contrib.django.get_queue` by default.
+    :param backend: the alias in ``TASKS`` of a :class:`JobworkerBackend`.
+    :param queue_names: the task queues to take; the backend's ``QUEUES``
+        by default (every queue if it lists none).
+
+    Also takes the keyword arguments of :class:`~jobworker.JobWorker`. A
+    task that raises fails the attempt and is retried while the backend's
+    ``max_retries`` allow.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue | None = None,
+        *,
+        backend: str = DEFAULT_TASK_BACKEND_ALIAS,
+        queue_names: list[str] | tuple[str, ...] | None = None,
+        **options: Any,
+    ) -> None:
+        self.backend = _backend(backend)
+        names = sorted(self.backend.queues if queue_names is None else queue_names)
+        self.queue_names = frozenset(names) if names else None
+        types = None if self.queue_names is None else [JOB_TYPE_PREFIX + n for n in names]
+        super().__init__(get_queue() if queue is None else queue, job_types=types, **options)
+
+    def get_worker_name(self) -> str:
+        """Return ``tasks-<backend alias>``."""
+        return f"tasks-{self.backend.alias}"
+
+    def can_process_job(self, job: AnyJob) -> bool:
+        """Take the tasks of this worker's backend and queues."""
+        if not self.backend._owns(job):
+            return False
+        name = job.metadata.type.removeprefix(JOB_TYPE_PREFIX)
+        return self.queue_names is None or name in self.queue_names
+
+    def execute_job(self, job: AnyJob) -> Any:
+        """Call the task function; return its value, made JSON-safe.
+
+        :raises TaskFailedError: the task function raised.
+        """
+        result = self.backend._result(job)
+        task = result.task
+        task_started.send(type(self.backend), task_result=result)
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            else:
+                value = task.call(*result.args, **result.kwargs)
+            return normalize_json(value)
+        except JobworkerError:
+            raise  # jobworker's own control: PermanentJobError, RetryJobError, cancellation
+        except Exception as exc:  # broad: whatever the task raised fails the attempt
+            raise TaskFailedError(exc) from exc
+
+    def on_job_complete(self, job: AnyJob) -> None:
+        """Send ``task_finished`` for the finished task."""
+        task_finished.send(type(self.backend), task_result=self.backend._result(job))
+
+    def on_job_fail(self, job: AnyJob, error: BaseException) -> None:
+        """Send ``task_finished`` once the task has failed for good."""
+        if not isinstance(job, PendingJob):
+            task_finished.send(type(self.backend), task_result=self.backend._result(job))
