@@ -1,0 +1,159 @@
+"""Bad configuration fails at init_app with a ConfigurationError naming the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import jobworker as jw
+from jobworker.contrib.flask import ConfigurationError, FlaskJobworker
+from jobworker.contrib.flask._config import redact_url
+
+from .conftest import GREETER
+from .sample_app import GreetingWorker
+
+
+class AbstractWorker(jw.JobWorker):
+    def get_worker_name(self) -> str:
+        return "abstract"
+
+
+def init(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+    FlaskJobworker().init_app(app)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "match"),
+    [
+        ({}, "JOBWORKER_QUEUE", "not set"),
+        ({"JOBWORKER_QUEUE": 42}, "JOBWORKER_QUEUE", "must be a queue URL"),
+        ({"JOBWORKER_QUEUE": "redis://x"}, "JOBWORKER_QUEUE", "unknown queue URL"),
+        ({"JOBWORKER_QUEUE": "sqlite:///"}, "JOBWORKER_QUEUE", "unknown queue URL"),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_QUEUE_OPTIONS": {"lease": 1}},
+            "JOBWORKER_QUEUE_OPTIONS",
+            "unknown option 'lease'",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_QUEUE_OPTIONS": {"synchronous": "FULL"}},
+            "JOBWORKER_QUEUE_OPTIONS",
+            "unknown option 'synchronous'",
+        ),
+        (
+            {"JOBWORKER_QUEUE": jw.MemoryQueue(), "JOBWORKER_QUEUE_OPTIONS": {"clock": None}},
+            "JOBWORKER_QUEUE_OPTIONS",
+            "queue object",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_QUEUE_OPTIONS": ["x"]},
+            "JOBWORKER_QUEUE_OPTIONS",
+            "must be a dict",
+        ),
+        ({"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": GREETER}, "JOBWORKER_WORKERS", "list"),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": ["tests.flask.sample_app"]},
+            "JOBWORKER_WORKERS",
+            "'module:Class'",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": ["no_such_module:Worker"]},
+            "JOBWORKER_WORKERS",
+            "cannot import 'no_such_module:Worker'",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": ["tests.flask.sample_app:Nope"]},
+            "JOBWORKER_WORKERS",
+            "cannot import",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": ["tests.flask.sample_app:jobs"]},
+            "JOBWORKER_WORKERS",
+            "not a JobWorker subclass",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_WORKERS": [AbstractWorker]},
+            "JOBWORKER_WORKERS",
+            "abstract",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_CONCURRENCY": 0},
+            "JOBWORKER_CONCURRENCY",
+            ">= 1",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_CONCURRENCY": True},
+            "JOBWORKER_CONCURRENCY",
+            "int",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_START_WORKERS": "yes"},
+            "JOBWORKER_START_WORKERS",
+            "bool",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_START_WORKERS": True},
+            "JOBWORKER_START_WORKERS",
+            "names no worker",
+        ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_STOP_TIMEOUT": -1},
+            "JOBWORKER_STOP_TIMEOUT",
+            ">= 0",
+        ),
+        (
+            {
+                "JOBWORKER_QUEUE": "memory:",
+                "JOBWORKER_WORKERS": [GreetingWorker],
+                "JOBWORKER_WORKER_OPTIONS": {"pol_interval": 1},
+            },
+            "JOBWORKER_WORKER_OPTIONS",
+            "GreetingWorker cannot take these options",
+        ),
+    ],
+)
+def test_bad_configuration_fails_at_init_app(config: dict[str, Any], key: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match) as caught:
+        init(**config)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    # A typed error the caller can catch as the root, or as a ValueError.
+    assert isinstance(caught.value, jw.JobworkerError) and isinstance(caught.value, ValueError)
+
+
+def test_a_bad_option_value_fails_at_first_use_with_the_key() -> None:
+    app = init(JOBWORKER_QUEUE="memory:", JOBWORKER_QUEUE_OPTIONS={"lease_duration": -1})
+    with pytest.raises(ConfigurationError, match="lease_duration must be > 0") as caught:
+        app.extensions["jobworker"].get_queue()
+    assert caught.value.key == "JOBWORKER_QUEUE_OPTIONS"
+
+    app = init(
+        JOBWORKER_QUEUE="memory:",
+        JOBWORKER_WORKERS=[GREETER],
+        JOBWORKER_WORKER_OPTIONS={"poll_interval": 0},
+    )
+    with pytest.raises(ConfigurationError, match="poll_interval must be > 0") as caught:
+        app.extensions["jobworker"].start_workers()
+    assert caught.value.key == "JOBWORKER_WORKER_OPTIONS"
+    assert app.extensions["jobworker"].get_workers() == []
+
+
+def test_init_app_twice_and_use_before_init_app_are_refused() -> None:
+    app = init(JOBWORKER_QUEUE="memory:")
+    with pytest.raises(ConfigurationError, match=r"set up on app .* already"):
+        FlaskJobworker().init_app(app)
+    with pytest.raises(ConfigurationError, match="call FlaskJobworker"):
+        FlaskJobworker().get_queue(Flask("bare"))
+
+
+def test_a_postgres_url_without_a_password_in_messages() -> None:
+    assert redact_url("postgresql://me:secret@db/jobs") == "postgresql://me:***@db/jobs"
+    assert redact_url("postgresql://me@db/jobs") == "postgresql://me@db/jobs"
+    assert redact_url("sqlite:///jobs.db") == "sqlite:///jobs.db"
+    with pytest.raises(ConfigurationError) as caught:
+        init(JOBWORKER_QUEUE="mysql://me:secret@db/jobs")
+    assert "secret" not in str(caught.value)
