@@ -24,7 +24,7 @@ from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import P, PendingJob
 from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
-from ._sqlite_schema import migrate
+from ._sqlite_schema import SCHEMA_VERSION, migrate
 
 __all__ = ["SQLiteQueue"]
 
@@ -85,7 +85,30 @@ class SQLiteQueue(SQLQueue):
                 pass  # another process created it first: that is fine
             except OSError as exc:
                 raise BackendError(f"cannot create {self.path!r}: {exc}") from exc
-        self._write(migrate)
+        if self._schema_version() != SCHEMA_VERSION:
+            self._write(migrate)
+
+    def _schema_version(self) -> int | None:
+        """Read the schema version without a write lock (None if there is none).
+
+        So a queue on a current database opens even while another connection
+        of this thread (a Django ``transaction.atomic()``, say) holds the
+        database's write lock: in WAL mode a read never waits for a writer.
+        """
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT value FROM jobworker_meta WHERE key = 'schema_version'")
+                .fetchone()
+            )
+        except sqlite3.OperationalError:
+            return None  # no jobworker_meta yet: migrate creates it
+        except sqlite3.Error as exc:
+            raise self._error("cannot read the schema version", exc) from exc
+        try:
+            return None if row is None else int(row[0])
+        except ValueError:
+            return None  # migrate reports what is wrong
 
     def __repr__(self) -> str:
         return f"<SQLiteQueue {self.path!r}>"

@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from ...model import P, PendingJob, new_job
 from ...queues._sqlite_schema import migrate as migrate_sqlite
 from ...queues.base import JobQueue
-from ._sqlite import DjangoSQLiteQueue
+from ...queues.sqlite import SQLiteQueue
 from .conf import get_settings
 
 __all__ = ["close_queues", "create_tables", "drop_tables", "enqueue", "enqueue_job", "get_queue"]
@@ -76,7 +76,7 @@ def get_queue(using: str | None = None) -> JobQueue:
             return queue
         try:
             if vendor == _SQLITE:
-                queue = DjangoSQLiteQueue(where, **conf.queue_options)
+                queue = SQLiteQueue(where, **conf.queue_options)
             else:
                 from . import _postgres  # noqa: PLC0415
 
@@ -117,7 +117,7 @@ def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P
     if not connection.in_atomic_block:
         return queue.create_job(job)
     if connection.vendor == _SQLITE:
-        assert isinstance(queue, DjangoSQLiteQueue)
+        assert isinstance(queue, SQLiteQueue)
         connection.ensure_connection()
         created = queue.create_job(job, connection=connection.connection)
     else:
