@@ -7,6 +7,7 @@ import datetime as _dt
 import enum
 import os
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from .queues.base import JobQueue
@@ -133,6 +134,36 @@ def open_cli_queue(
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers from *low* to *high*."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def seconds(*, zero: bool) -> Callable[[str], float]:
+    """Return an argparse type for a finite number of seconds, > 0 (or >= 0 with *zero*)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):  # refuses nan
+            raise argparse.ArgumentTypeError(f"must be {'>=' if zero else '>'} 0, got {text}")
+        return value
+
+    return parse
 
 
 def parse_duration(text: str) -> float:

@@ -14,6 +14,7 @@ from ._cli_common import (
     CommandError,
     ExitCode,
     add_queue_options,
+    int_between,
     open_cli_queue,
     parse_duration,
     parse_when,
@@ -236,19 +237,6 @@ def _prune(args: argparse.Namespace) -> int:
 # -- parsers ---------------------------------------------------------------------------
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
 def _add(
     subcommands: Any,
     name: str,
@@ -283,7 +271,7 @@ def add_job_commands(subcommands: Any) -> None:
     enqueue.add_argument("--id", default=None, help="the job id (default: a random one)")
     enqueue.add_argument("--user", default="", metavar="ID", help="the user id (default: none)")
     enqueue.add_argument(
-        "--priority", type=_int_range(INT_MIN, INT_MAX), default=0, help="higher runs first"
+        "--priority", type=int_between(INT_MIN, INT_MAX), default=0, help="higher runs first"
     )
     enqueue.add_argument(
         "--run-after",
@@ -293,7 +281,7 @@ def add_job_commands(subcommands: Any) -> None:
     )
     enqueue.add_argument(
         "--max-retries",
-        type=_int_range(0, INT_MAX),
+        type=int_between(0, INT_MAX),
         default=3,
         metavar="N",
         help="retries after a failed attempt (default: 3)",
@@ -311,10 +299,10 @@ def add_job_commands(subcommands: Any) -> None:
     listing.add_argument("--type", default=None, help="only jobs of this type")
     listing.add_argument("--user", default=None, metavar="ID", help="only jobs of this user")
     listing.add_argument(
-        "--limit", type=_int_range(0, 1_000_000), default=50, metavar="N", help="(default: 50)"
+        "--limit", type=int_between(0, 1_000_000), default=50, metavar="N", help="(default: 50)"
     )
     listing.add_argument(
-        "--offset", type=_int_range(0, 2**62), default=0, metavar="N", help="skip N jobs"
+        "--offset", type=int_between(0, 2**62), default=0, metavar="N", help="skip N jobs"
     )
 
     show = _add(

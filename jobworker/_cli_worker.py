@@ -18,7 +18,15 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from ._cli_common import CommandError, ExitCode, add_queue_options, display_url, open_cli_queue
+from ._cli_common import (
+    CommandError,
+    ExitCode,
+    add_queue_options,
+    display_url,
+    int_between,
+    open_cli_queue,
+    seconds,
+)
 from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .runner import Runner
 from .worker import JobWorker
@@ -163,29 +171,6 @@ def _worker(args: argparse.Namespace) -> int:
     _exit_now(ExitCode.FAILURE)
 
 
-def _seconds(*, zero: bool) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-        if not (value >= 0 if zero else value > 0) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if zero else '>'} 0, got {text}")
-        return value
-
-    return parse
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"must be from 1 to 1024, got {value}")
-    return value
-
-
 def add_worker_command(subcommands: Any) -> None:
     """Add the ``worker`` subcommand to *subcommands*."""
     parser: argparse.ArgumentParser = subcommands.add_parser(
@@ -205,29 +190,29 @@ def add_worker_command(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=int_between(1, 1024),
         default=1,
         metavar="N",
         help="threads (worker instances) per class (default: 1)",
     )
     parser.add_argument(
         "--stop-timeout",
-        type=_seconds(zero=True),
+        type=seconds(zero=True),
         default=60.0,
         metavar="SECONDS",
         help="how long current jobs may take to finish after a signal (default: 60)",
     )
     add_queue_options(parser)
     group = parser.add_argument_group("worker and queue options (default: the class's own)")
-    group.add_argument("--poll-interval", type=_seconds(zero=False), metavar="SECONDS")
+    group.add_argument("--poll-interval", type=seconds(zero=False), metavar="SECONDS")
     group.add_argument(
         "--lease-duration",
-        type=_seconds(zero=False),
+        type=seconds(zero=False),
         metavar="SECONDS",
         help="how long a claim lasts unrenewed: how soon a lost job is recovered",
     )
-    group.add_argument("--heartbeat-interval", type=_seconds(zero=False), metavar="SECONDS")
-    group.add_argument("--error-backoff", type=_seconds(zero=True), metavar="SECONDS")
+    group.add_argument("--heartbeat-interval", type=seconds(zero=False), metavar="SECONDS")
+    group.add_argument("--error-backoff", type=seconds(zero=True), metavar="SECONDS")
     group.add_argument(
         "--job-type",
         dest="job_types",

@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import __version__
-from ._cli_common import CommandError, ExitCode, add_queue_options, open_cli_queue
+from ._cli_common import (
+    CommandError,
+    ExitCode,
+    add_queue_options,
+    int_between,
+    open_cli_queue,
+    seconds,
+)
 from ._cli_jobs import add_job_commands
 from ._cli_worker import add_worker_command
 from .demo import run_demo
@@ -51,31 +58,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    """Return an argparse type that accepts integers from *low* to *high*."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _demo(args: argparse.Namespace) -> int:
     """Run the demo; 0 if every job ended as planned and the counts add up, else 1."""
     try:
@@ -105,28 +87,28 @@ def _add_demo(subcommands: argparse._SubParsersAction[_Parser]) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=_int_between(1, 10_000),
+        type=int_between(1, 10_000),
         default=300,
         metavar="N",
         help="number of jobs (default: 300)",
     )
     parser.add_argument(
         "--workers",
-        type=_int_between(2, 64),
+        type=int_between(2, 64),
         default=4,
         metavar="N",
         help="number of workers, split between the two job types (default: 4)",
     )
     parser.add_argument(
         "--seed",
-        type=_int_between(0, 2**63 - 1),
+        type=int_between(0, 2**63 - 1),
         default=None,
         metavar="N",
         help="decides which jobs fail and which are cancelled (default: random, printed)",
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=seconds(zero=False),
         default=300.0,
         metavar="SECONDS",
         help="give up if the jobs have not all ended by then (default: 300)",
