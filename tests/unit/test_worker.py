@@ -800,6 +800,83 @@ def test_stop_from_inside_execute_job_does_not_block(
     assert stored(queue, "s").status == "complete"
 
 
+def test_request_stop_returns_at_once_and_the_current_job_finishes(
+    queue: jw.MemoryQueue, start: Callable[[jw.JobWorker], threading.Thread]
+) -> None:
+    running = threading.Event()
+    release = threading.Event()
+
+    def execute(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+        running.set()
+        assert release.wait(TIMEOUT)
+        return {"done": True}
+
+    worker = FnWorker(queue, execute)
+    thread = start(worker)
+    add_job(queue, "long")
+    assert running.wait(TIMEOUT)
+    add_job(queue, "next")
+
+    worker.request_stop()  # returns while the job still runs
+    assert worker.is_stopping()
+    assert thread.is_alive()
+
+    release.set()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    assert stored(queue, "long").status == "complete"
+    assert stored(queue, "next").status == "pending"
+    assert worker.stop(timeout=0) is True
+
+
+class LifecycleWorker(FnWorker):
+    """Records the thread and the order of on_worker_start / on_worker_stop."""
+
+    def __init__(self, queue: jw.JobQueue, *, fail: bool = False, **options: Any) -> None:
+        super().__init__(queue, **options)
+        self.fail = fail
+        self.events: list[tuple[str, int]] = []
+
+    def on_worker_start(self) -> None:
+        self.events.append(("start", threading.get_ident()))
+        if self.fail:
+            raise RuntimeError("start hook broke")
+
+    def on_worker_stop(self) -> None:
+        self.events.append(("stop", threading.get_ident()))
+        if self.fail:
+            raise RuntimeError("stop hook broke")
+
+
+def test_worker_hooks_run_in_the_worker_thread_before_stop_returns(
+    queue: jw.MemoryQueue,
+) -> None:
+    worker = LifecycleWorker(queue)
+    thread = worker.start_in_thread()
+    add_job(queue, "a")
+    assert queue.wait_for_job("a", timeout=TIMEOUT).status == "complete"
+    assert worker.stop(timeout=TIMEOUT) is True
+    # Both ran in the worker's own thread, and the stop hook before stop() returned.
+    assert worker.events == [("start", thread.ident), ("stop", thread.ident)]
+    thread.join(TIMEOUT)
+
+
+def test_failing_worker_hooks_are_logged_and_the_worker_runs_on(
+    queue: jw.MemoryQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = LifecycleWorker(queue, fail=True)
+    with caplog.at_level(logging.ERROR, logger="jobworker.worker"):
+        thread = worker.start_in_thread()
+        add_job(queue, "a")
+        assert queue.wait_for_job("a", timeout=TIMEOUT).status == "complete"
+        assert worker.stop(timeout=TIMEOUT) is True
+    thread.join(TIMEOUT)
+    assert [name for name, _ in worker.events] == ["start", "stop"]
+    failed = [r.getMessage() for r in caplog.records if "hook" in r.getMessage()]
+    assert any("on_worker_start" in m for m in failed), failed
+    assert any("on_worker_stop" in m for m in failed), failed
+
+
 # -- the loop survives its own errors ------------------------------------------------------
 
 
