@@ -130,6 +130,33 @@ def test_stop_shares_one_deadline(queue: jw.MemoryQueue) -> None:
     assert queue.get_stats()["complete"] == 3
 
 
+def test_stop_now_ends_a_stop_in_progress_and_gives_the_jobs_up(queue: jw.MemoryQueue) -> None:
+    release = threading.Event()
+
+    def block(job: jw.RunningJob[Any, Any]) -> Any:
+        release.wait(TIMEOUT)
+        return None
+
+    worker = RecordingWorker(queue, "slow", block)
+    runner = jw.Runner([worker], stop_timeout=60.0)
+    runner.start()
+    results: list[bool] = []
+    stopper = threading.Thread(target=lambda: results.append(runner.stop()))
+    try:
+        add_job(queue, "j")
+        assert worker.started.wait(TIMEOUT)
+        stopper.start()
+        runner.stop_now()
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive(), "stop() went on waiting after stop_now()"
+        assert results == [False]
+        job = queue.get_job("j")
+        assert job is not None and job.status == "running"  # left to its lease
+    finally:
+        release.set()
+    join_all(worker.threads)
+
+
 @pytest.fixture
 def sentinel_sigterm() -> Any:
     """Install a SIGTERM handler that records calls, so a stray SIGTERM never kills pytest."""
