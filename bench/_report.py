@@ -124,7 +124,7 @@ TARGETS = [
            lambda f: _median(f, "jobworker-memory", "p99")),
     Target("memory", "bytes per pending job", "B", 600, False,
            lambda f: _median(f, "jobworker-memory", "memory")),
-    Target("memory", "claim time, 1,000,000 waiting (quick run: 10,000) vs 1,000", "x", 1.5, False,
+    Target("memory", "claim time, 1,000,000 vs 1,000 waiting (quick: 10,000)", "x", 1.5, False,
            lambda f: _claim_ratio(f, "jobworker-memory")),
     Target("sqlite", "1 worker vs Huey SqliteHuey, 1 thread worker", "x", 3.0, True,
            _drain_ratio("jobworker-sqlite", "huey-sqlite", "drain1")),
