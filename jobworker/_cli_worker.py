@@ -156,7 +156,8 @@ def _worker(args: argparse.Namespace) -> int:
     lease = queue.lease_duration
     if len(signals) >= 2:
         log.warning(
-            "jobworker worker: stopped now; jobs left to their leases, recovered within %.0f s: %s",
+            "jobworker worker: stopped now; jobs left to their leases, recovered within %.0f s "
+            "(as last seen: a job claimed at that instant may be missing): %s",
             lease,
             ", ".join(held) or "none",
         )

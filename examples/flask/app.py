@@ -60,7 +60,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         text = data.get("text")
         if not isinstance(text, str):
             return jsonify(error='send JSON like {"text": "..."}'), 400
-        job = jobs.enqueue("word_count", {"text": text})
+        try:
+            job = jobs.enqueue("word_count", {"text": text})
+        except jw.PayloadTooLargeError as exc:
+            return jsonify(error=str(exc)), 413
         return jsonify(id=job.metadata.id, status=job.status), 202
 
     @app.get("/jobs/<job_id>")

@@ -153,7 +153,8 @@ def worker_command(
         sys.exit(ExitCode.OK)
     held = sorted(str(job_id) for worker in workers if (job_id := worker.get_metrics().current_job))
     log.warning(
-        "flask jobworker worker: %s; jobs left to their leases: %s",
+        "flask jobworker worker: %s; jobs left to their leases (as last seen: a job claimed "
+        "at that instant may be missing): %s",
         "stopped now" if len(signals) >= 2 else "not every job ended within the stop timeout",
         ", ".join(held) or "none",
     )
