@@ -30,6 +30,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         if workload in ("drain1", "drain4"):
             out = impl.drain(sizes["drain_jobs"], int(workload[-1]))
+        elif workload == "drain2p":
+            out = impl.drain_processes(sizes["drain_jobs"], 2)
         elif workload == "latency":
             out = impl.latency(sizes["latency_samples"], sizes["latency_budget"])
         elif workload == "memory":

@@ -61,6 +61,33 @@ class Done:
             raise RuntimeError(f"{what} finished {self.count} of {self.target} jobs in time")
 
 
+class ProcessDone(Done):
+    """A :class:`Done` shared by processes of one multiprocessing *context*.
+
+    The count is a shared integer and ``event`` a multiprocessing Event, so
+    the worker processes count into it and the parent waits on it. Hand it to
+    the processes as an argument when they start (how multiprocessing shares
+    them); it holds no thread lock of its own.
+    """
+
+    def __init__(self, target: int, context: Any) -> None:  # no super(): no thread lock
+        self._value = context.Value("q", 0)  # its own lock guards the count
+        self.target = target
+        self.event = context.Event()
+
+    def add(self) -> None:
+        with self._value.get_lock():
+            self._value.value += 1
+            reached = self._value.value == self.target
+        if reached:
+            self.event.set()
+
+    @property
+    def count(self) -> int:
+        with self._value.get_lock():
+            return int(self._value.value)
+
+
 @contextmanager
 def timed() -> Iterator[list[float]]:
     """Yield a list that holds the elapsed ``perf_counter`` seconds after the block."""
@@ -120,14 +147,16 @@ def latency_loop(
     signal: StartSignal,
     samples: int,
     budget: float,
+    gap: tuple[float, float] = LATENCY_GAP,
 ) -> list[float]:
     """Return enqueue -> start latencies in microseconds, one job at a time.
 
     Each sample: ``perf_counter`` just before *submit*, minus the job's start
-    time. After a job ends the loop leaves a random gap of 1-3 ms (seeded)
+    time. After a job ends the loop leaves a random gap of 1-3 ms (seeded; a
+    system that polls less often passes a *gap* as long as its poll interval)
     before the next one, so the worker is back in its idle wait (a thread
     needs tens of microseconds for that) and jobs arrive at random points of
-    a polling peer's cycle. The gap paces arrivals; it never stands in for
+    a polling system's cycle. The gap paces arrivals; it never stands in for
     waiting on a thread, which :meth:`StartSignal.wait` does. The loop stops
     early after *budget* seconds (a peer that polls slowly), and says so by
     returning fewer samples.
@@ -139,7 +168,7 @@ def latency_loop(
     signal.wait()
     deadline = time.monotonic() + budget
     for i in range(samples):
-        pause.wait(rng.uniform(*LATENCY_GAP))
+        pause.wait(rng.uniform(*gap))
         t0 = time.perf_counter()
         submit(i)
         out.append((signal.wait() - t0) * 1e6)

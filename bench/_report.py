@@ -33,6 +33,10 @@ def _fig(values: Sequence[float]) -> Figure | None:
     return Figure(tuple(values)) if values else None
 
 
+#: The drain workloads: each enqueues, so the enqueue figure pools them.
+DRAINS = ("drain1", "drain4", "drain2p")
+
+
 # -- figures from the runs ------------------------------------------------------------------
 
 
@@ -53,9 +57,10 @@ def figures(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     claims.setdefault(backlog, []).append(us)
         mem = [r for r in runs if r["workload"] == "memory"]
         out[name] = {
-            "enqueue": _fig(of("drain1", "enqueue_rate") + of("drain4", "enqueue_rate")),
+            "enqueue": _fig([v for w in DRAINS for v in of(w, "enqueue_rate")]),
             "drain1": _fig(of("drain1", "drain_rate")),
             "drain4": _fig(of("drain4", "drain_rate")),
+            "drain2p": _fig(of("drain2p", "drain_rate")),
             "p50": _fig([p["p50"] / 1000 for p in lat]),
             "p99": _fig([p["p99"] / 1000 for p in lat]),
             "max": _fig([p["max"] / 1000 for p in lat]),
@@ -237,17 +242,30 @@ def render(report: dict[str, Any]) -> str:
         )
 
     start = len(lines)
+    # The 2-process columns only when drain2p ran (an older run's JSON has none).
+    processes = "drain2p" in ran
     lines += [
         "",
         "## Throughput of no-op jobs (jobs/s, higher is better)",
         "",
-        _row(["system", "backend", "jobs", "enqueue", "drain, 1 worker", "drain, 4", "4 / 1"]),
-        _row(["---", "---", "---:", "---:", "---:", "---:", "---:"]),
+        _row(
+            ["system", "backend", "jobs", "enqueue", "drain, 1 worker", "drain, 4", "4 / 1"]
+            + (["drain, 2 processes", "2p / 1"] if processes else [])
+        ),
+        _row(["---", "---"] + ["---:"] * (7 if processes else 5)),
     ]
+
+    def drain(name: str, key: str) -> str:
+        na = report["systems"][name]["na"].get(key)
+        return _cell(figs[name][key], ",.0f", na, errs.get((name, key)))
+
+    def scale(name: str, key: str) -> str:
+        ratio = _ratio(_median(figs, name, key), _median(figs, name, "drain1"))
+        return "-" if ratio is None else f"{ratio:.2f}"
+
     for name in names:
         s, f = report["systems"][name], figs[name]
         na = s["na"]
-        scale = _ratio(_median(figs, name, "drain4"), _median(figs, name, "drain1"))
         lines.append(
             _row(
                 [
@@ -255,14 +273,15 @@ def render(report: dict[str, Any]) -> str:
                     s["storage"],
                     f"{s['sizes']['drain_jobs']:,}",
                     _cell(f["enqueue"], ",.0f", na.get("drain1"), errs.get((name, "drain1"))),
-                    _cell(f["drain1"], ",.0f", na.get("drain1"), errs.get((name, "drain1"))),
-                    _cell(f["drain4"], ",.0f", na.get("drain4"), errs.get((name, "drain4"))),
-                    "-" if scale is None else f"{scale:.2f}",
+                    drain(name, "drain1"),
+                    drain(name, "drain4"),
+                    scale(name, "drain4"),
                 ]
+                + ([drain(name, "drain2p"), scale(name, "drain2p")] if processes else [])
             )
         )
 
-    _cut(lines, start, ("drain1", "drain4"), ran)
+    _cut(lines, start, DRAINS, ran)
     start = len(lines)
     lines += [
         "",

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 #: The workloads, in the order they run and are reported.
-WORKLOADS = ("drain1", "drain4", "latency", "memory", "claims")
+WORKLOADS = ("drain1", "drain4", "drain2p", "latency", "memory", "claims")
 
 
 @attrs.frozen
@@ -28,6 +28,16 @@ _PEER_CLAIMS = (
     "the claim workload measures jobworker and the baselines"
 )
 _EXECUTOR_CLAIMS = "an executor has no claim call: its threads take work items internally"
+_IN_PROCESS = "an in-process queue: a worker in another process cannot reach its jobs"
+_PROCESSES_JOBWORKER = (
+    "2 worker processes on one queue are measured for jobworker's SQLite and PostgreSQL "
+    "queues; a peer's own way to run several workers is its drain4 (RQ's: 4 processes)"
+)
+#: The idle worker's poll interval of jobworker-postgres-poll, in seconds.
+POSTGRES_POLL_INTERVAL = 0.05
+_SAME_AS_NOTIFY = (
+    "notifications change neither the rows stored nor the claim: see jobworker PostgresQueue"
+)
 
 SYSTEMS: dict[str, System] = {
     s.name: s
@@ -40,6 +50,7 @@ SYSTEMS: dict[str, System] = {
             "baseline",
             "memory",
             note="the limit for a threaded in-process queue",
+            na={"drain2p": _IN_PROCESS},
         ),
         System(
             "executor",
@@ -48,7 +59,7 @@ SYSTEMS: dict[str, System] = {
             "Executor",
             "baseline",
             "memory",
-            na={"claims": _EXECUTOR_CLAIMS},
+            na={"drain2p": _IN_PROCESS, "claims": _EXECUTOR_CLAIMS},
         ),
         System(
             "jobworker-memory",
@@ -57,6 +68,7 @@ SYSTEMS: dict[str, System] = {
             "Memory",
             "jobworker",
             "memory",
+            na={"drain2p": _IN_PROCESS},
         ),
         System(
             "huey-memory",
@@ -66,7 +78,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "memory",
             note="Consumer with thread workers, polling every 1 ms",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _IN_PROCESS, "claims": _PEER_CLAIMS},
         ),
         System(
             "dramatiq-stub",
@@ -76,7 +88,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "memory",
             note="Worker with worker_threads",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _IN_PROCESS, "claims": _PEER_CLAIMS},
         ),
         System(
             "miniwal",
@@ -86,6 +98,7 @@ SYSTEMS: dict[str, System] = {
             "baseline",
             "sqlite",
             note="one transaction per enqueue, claim and ack; consumers poll every 1 ms",
+            na={"drain2p": _PROCESSES_JOBWORKER},
         ),
         System(
             "jobworker-sqlite",
@@ -104,7 +117,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "sqlite",
             note="Consumer with thread workers, polling every 1 ms",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _PROCESSES_JOBWORKER, "claims": _PEER_CLAIMS},
             sizes={"memory_jobs": 20_000},
         ),
         System(
@@ -117,6 +130,17 @@ SYSTEMS: dict[str, System] = {
             note="notifications on",
         ),
         System(
+            "jobworker-postgres-poll",
+            "jobworker PostgresQueue, notifications off",
+            "sys_jobworker",
+            "PostgresPoll",
+            "jobworker",
+            "postgres",
+            note=f"notify=False: an idle worker finds a job by polling, poll_interval "
+            f"{POSTGRES_POLL_INTERVAL} s (JobWorker's default: 1 s); the latency gap spans it",
+            na={"memory": _SAME_AS_NOTIFY, "claims": _SAME_AS_NOTIFY},
+        ),
+        System(
             "huey-postgres",
             "Huey PostgresHuey",
             "sys_huey",
@@ -124,7 +148,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "postgres",
             note="Consumer with thread workers; blocking storage (LISTEN/NOTIFY)",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _PROCESSES_JOBWORKER, "claims": _PEER_CLAIMS},
             sizes={"memory_jobs": 20_000},
         ),
         System(
@@ -135,7 +159,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "postgres",
             note="one worker, concurrency 1 or 4 (asyncio), async no-op task",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _PROCESSES_JOBWORKER, "claims": _PEER_CLAIMS},
         ),
         System(
             "dramatiq-redis",
@@ -145,7 +169,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "redis",
             note="Worker with worker_threads",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _PROCESSES_JOBWORKER, "claims": _PEER_CLAIMS},
             sizes={"memory_jobs": 20_000},
         ),
         System(
@@ -156,7 +180,7 @@ SYSTEMS: dict[str, System] = {
             "peer",
             "redis",
             note="no thread worker: 1 worker is one SimpleWorker, 4 workers are 4 processes",
-            na={"claims": _PEER_CLAIMS},
+            na={"drain2p": _PROCESSES_JOBWORKER, "claims": _PEER_CLAIMS},
         ),
     ]
 }
