@@ -26,6 +26,10 @@ log = logging.getLogger("jobworker.runner")
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+# Longest a wait of the main thread goes without running Python code, so that
+# signal handlers run promptly (see _Latch.take).
+_SLICE = 0.1
+
 
 class _Latch:
     """A flag that is set once and waited for, and that a signal handler may set.
@@ -59,8 +63,21 @@ class _Latch:
         return False
 
     def take(self, timeout: float | None = None) -> bool:
-        """Wait until set (at most *timeout* seconds) and unset it; return whether it was set."""
-        return self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        """Wait until set (at most *timeout* seconds) and unset it; return whether it was set.
+
+        Waits in slices of :data:`_SLICE` seconds. The kernel may deliver a
+        signal to any thread (to another one when the main thread already has
+        one pending, as when two arrive at once); Python then runs the handler
+        in the main thread, but only once that thread runs Python code again,
+        which a lock wait without end would postpone for good.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            left = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            if self._lock.acquire(timeout=max(0.0, left)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
 
 class Runner:

@@ -187,6 +187,26 @@ def test_sigterm_lets_the_jobs_in_flight_finish(
     assert "Traceback" not in worker.log()
 
 
+def test_two_signals_at_once_never_leave_the_process_waiting(
+    spawn: Callable[..., WorkerProcess], tmp_path: pathlib.Path
+) -> None:
+    """Two SIGTERMs sent together, to an idle worker with several threads.
+
+    The kernel may hand the second signal to a worker thread while the main
+    thread still has the first pending; the main thread must still run the
+    handler while it waits (it once waited on a lock without end). Several
+    rounds, since the race is rare.
+    """
+    db = ["--queue", f"sqlite:///{tmp_path / 'jobs.db'}"]
+    for _ in range(6):
+        process = spawn(SLEEP, *db, "--concurrency", "4", "--poll-interval", "0.1")
+        process.wait_ready()
+        process.signal(signal.SIGTERM)
+        process.signal(signal.SIGTERM)
+        # Idle, so the first stop may end before the second signal is seen: 0 or 143.
+        assert process.finish(timeout=10) in (0, 128 + signal.SIGTERM), process.log()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_second_signal_stops_at_once_and_another_worker_recovers_the_jobs(
     signum: int, backend: list[str], spawn: Callable[..., WorkerProcess], tmp_path: pathlib.Path
