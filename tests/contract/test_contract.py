@@ -1079,6 +1079,22 @@ def test_a_predicate_that_rejects_the_head_still_gets_a_later_job(queue: jw.JobQ
     assert stored(queue, "job-2").status == "pending"
 
 
+@pytest.mark.parametrize("same_created", [True, False], ids=["by-arrival", "by-created"])
+def test_a_job_a_predicate_turned_down_keeps_its_place(
+    queue: jw.JobQueue, same_created: bool
+) -> None:
+    # A backend may claim the head before asking the predicate, and hand it
+    # back on a no: it must go back where it was, not behind later arrivals.
+    for n, job_id in enumerate(["a", "b", "c"]):
+        created = EPOCH if same_created else EPOCH + dt.timedelta(seconds=n)
+        queue.create_job(make_job(job_id, created=created))
+    assert claim(queue, predicate=lambda job: job.metadata.id != "a").metadata.id == "b"
+    turned_down = stored(queue, "a")
+    assert isinstance(turned_down, m.PendingJob)
+    assert turned_down.metadata.retry_count == 0  # not an attempt
+    assert drain(queue) == ["a", "c"]
+
+
 def test_a_predicate_that_rejects_everything_claims_nothing(queue: jw.JobQueue) -> None:
     for n in range(3):
         queue.create_job(make_job(f"job-{n}", created=EPOCH + dt.timedelta(seconds=n)))
