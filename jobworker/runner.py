@@ -192,6 +192,9 @@ class Runner:
             if remaining is not None and remaining <= 0:
                 break
             self._changed.take(remaining)
+        if self._stop_now.is_set() and len(self._signals) > 1:
+            name = signal.Signals(self._signals[-1]).name
+            log.warning("received %s again; stopping now, jobs left to their leases", name)
         # Each stop() below returns at once: its thread has ended, or the
         # deadline passed or stop_now() was called, and it gives the job up.
         return all([worker.stop(0.0) for worker in self.workers])
@@ -207,7 +210,10 @@ class Runner:
         try:
             self.start()
             self._wakeup.wait()
-            if not self._stop_requested.is_set():
+            if self._signals:
+                name = signal.Signals(self._signals[0]).name
+                log.info("received %s; stopping workers (send it again to stop now)", name)
+            elif not self._stop_requested.is_set():
                 log.error("a worker thread ended on its own; stopping the others")
         finally:
             stopped = self.stop()
@@ -220,13 +226,13 @@ class Runner:
             raise RuntimeError("handle_signals=True needs Runner.run() in the main thread")
 
         def handler(signum: int, frame: FrameType | None) -> None:
+            # Only latches: the handler may run while this thread is inside a
+            # write to the log's stream, and a second write from here would
+            # fail as reentrant. The main thread logs once it wakes.
             self._signals.append(signum)
-            name = signal.Signals(signum).name
             if len(self._signals) == 1:
-                log.info("received %s; stopping workers (send it again to stop now)", name)
                 self.request_stop()
             else:
-                log.warning("received %s again; stopping now, jobs left to their leases", name)
                 self.stop_now()
 
         previous: dict[int, signal._HANDLER] = {}

@@ -192,10 +192,10 @@ def test_two_signals_at_once_never_leave_the_process_waiting(
 ) -> None:
     """Two SIGTERMs sent together, to an idle worker with several threads.
 
-    The kernel may hand the second signal to a worker thread while the main
-    thread still has the first pending; the main thread must still run the
-    handler while it waits (it once waited on a lock without end). Several
-    rounds, since the race is rare.
+    Each signal must take effect whenever it lands: the handler once logged,
+    and a signal that arrived while the main thread was writing a log line
+    made that write fail as reentrant, before the handler asked for the stop,
+    so the process waited for good. Several rounds, since the race is rare.
     """
     db = ["--queue", f"sqlite:///{tmp_path / 'jobs.db'}"]
     for _ in range(6):
