@@ -41,6 +41,7 @@ __all__ = [
     "job_to_dict",
     "load_value",
     "roundtrip_value",
+    "with_params",
 ]
 
 _J = TypeVar("_J", bound=AnyJob)
@@ -220,6 +221,18 @@ def decode_job(job: _J, registry: JobTypeRegistry) -> _J:
     else:
         new = _with_values(job, params, None)
     return cast(_J, new)
+
+
+def with_params(job: _J, params: Any) -> _J:
+    """Return *job* with *params*, every other field (progress, result) shared."""
+    extra = (
+        job.progress
+        if isinstance(job, RunningJob)
+        else job.result
+        if isinstance(job, CompleteJob)
+        else None
+    )
+    return _with_values(job, params, extra)
 
 
 def _with_values(job: _J, params: Any, extra: Any) -> _J:

@@ -33,8 +33,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from typing import Any, ClassVar, Final, TypeVar, cast
 
-import attrs
-
 from ..errors import (
     InvalidJobError,
     JobNotFoundError,
@@ -59,6 +57,7 @@ from ..model import (
     release,
     text_problem,
 )
+from ..serialization import with_params
 from ._rows import (
     COLUMNS,
     MUTABLE,
@@ -764,38 +763,6 @@ def findable(text: str) -> bool:
     a database that could not even take it as a parameter.
     """
     return isinstance(text, str) and text_problem(text) is None
-
-
-def with_params(job: AnyJob, params: Any) -> AnyJob:
-    """Return *job* with *params*: :func:`attrs.evolve` for the three classes of a holder's write.
-
-    Built directly: evolve looks up the fields on every call.
-    """
-    if isinstance(job, CompleteJob):
-        return CompleteJob(
-            metadata=job.metadata,
-            params=params,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
-            result=job.result,
-        )
-    if isinstance(job, FailedJob):
-        return FailedJob(
-            metadata=job.metadata,
-            params=params,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
-            error=job.error,
-        )
-    if isinstance(job, RunningJob):
-        return RunningJob(
-            metadata=job.metadata,
-            params=params,
-            started_at=job.started_at,
-            claim=job.claim,
-            progress=job.progress,
-        )
-    return attrs.evolve(job, params=params)
 
 
 def order_key(row: Any) -> tuple[int, int, int]:
