@@ -7,7 +7,12 @@ API reference pulls in. Nothing here needs the network.
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import jobworker
+
+_INVENTORIES = runpy.run_path(str(Path(__file__).parent / "_inventories" / "make_inventories.py"))
 
 project = "jobworker"
 author = "the jobworker developers"
@@ -18,11 +23,27 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
 ]
 
 exclude_patterns = ["_build"]
-nitpicky = False
+
+# Every cross-reference must resolve: one that does not fails the build
+# instead of rendering as plain code.
+nitpicky = True
+nitpick_ignore: list[tuple[str, str]] = []
+
+# -- intersphinx -----------------------------------------------------------------
+
+# Links into other projects' documentation, read from the inventories kept in
+# _inventories/ (written by _inventories/make_inventories.py, which lists the
+# names these pages use), never downloaded: the build works offline and gives
+# the same result everywhere. A new external name is added there.
+intersphinx_mapping = {
+    name: (project.base_url, f"_inventories/{name}.inv")
+    for name, project in _INVENTORIES["PROJECTS"].items()
+}
 
 html_theme = "furo"
 html_title = f"jobworker {release}"
