@@ -29,10 +29,26 @@ EXAMPLE = ROOT / "examples" / "docker"
 
 # Every instruction of the Dockerfile reference.
 INSTRUCTIONS = frozenset(
-    (
-        "ADD ARG CMD COPY ENTRYPOINT ENV EXPOSE FROM HEALTHCHECK LABEL MAINTAINER ONBUILD RUN "
-        "SHELL STOPSIGNAL USER VOLUME WORKDIR"
-    ).split(" ")
+    [
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "FROM",
+        "HEALTHCHECK",
+        "LABEL",
+        "MAINTAINER",
+        "ONBUILD",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
+    ]
 )
 
 
