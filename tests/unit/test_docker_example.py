@@ -15,6 +15,7 @@ import importlib.util
 import json
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 from typing import Any
@@ -243,3 +244,25 @@ def parse_yaml(text: str) -> dict[str, Any]:
     result, end = block(0, 0)
     assert end == len(lines), f"unread line: {lines[end][1]!r}"
     return result
+
+
+def test_documented_commands_parse() -> None:
+    pages = [EXAMPLE / "README.md", ROOT / "docs" / "howto" / "docker.rst"]
+    lines = [
+        match.group(1)
+        for page in pages
+        for match in re.finditer(
+            r"\$ docker compose run --rm worker jobworker (.*)$", page.read_text(), re.M
+        )
+    ]
+    assert len(lines) >= 3
+    for line in lines:
+        args = build_parser().parse_args(shlex.split(line))
+        assert callable(args.handler), line
+    scale = [
+        line
+        for page in pages
+        for line in page.read_text().splitlines()
+        if "docker compose up" in line and "--scale worker=" in line
+    ]
+    assert scale, "the pages show how to scale the worker service"
