@@ -243,6 +243,7 @@ def parse_yaml(text: str) -> dict[str, Any]:
 
     result, end = block(0, 0)
     assert end == len(lines), f"unread line: {lines[end][1]!r}"
+    assert isinstance(result, dict)
     return result
 
 

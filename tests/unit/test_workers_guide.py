@@ -46,7 +46,8 @@ def sections() -> list[tuple[str, str, str]]:
     found = []
     for index, heading in enumerate(headings):
         end = headings[index + 1].start() if index + 1 < len(headings) else len(text)
-        code, output = [], []
+        code: list[str] = []
+        output: list[str] = []
         for directive in _DIRECTIVE.finditer(text, heading.end(), end):
             body = _block(text, directive.end())
             (code if directive.group(1) == "testcode" else output).append(body)
