@@ -49,13 +49,31 @@ class Project(NamedTuple):
 
 # The key is the intersphinx name in docs/conf.py and the file's stem. Keep
 # each list sorted by name; a "$" at the end of a uri stands for the name.
+# Names and addresses are those of each project's own objects.inv, so a name
+# links here exactly where it would with the downloaded inventory. (Sphinx
+# itself resolves unqualified typing names such as Literal without a link,
+# as it does with the full inventories.)
 PROJECTS: dict[str, Project] = {
     "python": Project(
         "Python",
         "3",
         "https://docs.python.org/3/",
         (
+            Entry("BaseException", "py:exception", "library/exceptions.html#$"),
+            Entry("Exception", "py:exception", "library/exceptions.html#$"),
+            Entry("ImportError", "py:exception", "library/exceptions.html#$"),
+            Entry("KeyboardInterrupt", "py:exception", "library/exceptions.html#$"),
+            Entry("LookupError", "py:exception", "library/exceptions.html#$"),
+            Entry("None", "py:data", "library/constants.html#$"),
+            Entry("RuntimeError", "py:exception", "library/exceptions.html#$"),
+            Entry("SystemExit", "py:exception", "library/exceptions.html#$"),
+            Entry("TimeoutError", "py:exception", "library/exceptions.html#$"),
+            Entry("TypeError", "py:exception", "library/exceptions.html#$"),
+            Entry("ValueError", "py:exception", "library/exceptions.html#$"),
+            Entry("bool", "py:class", "library/functions.html#$"),
             Entry("datetime.datetime", "py:class", "library/datetime.html#$"),
+            Entry("float", "py:class", "library/functions.html#$"),
+            Entry("int", "py:class", "library/functions.html#$"),
             Entry("multiprocessing", "py:module", "library/multiprocessing.html#module-$"),
             Entry("os.PathLike", "py:class", "library/os.html#$"),
             Entry("sqlite3", "py:module", "library/sqlite3.html#module-$"),
@@ -63,8 +81,9 @@ PROJECTS: dict[str, Project] = {
             Entry("sqlite3.Connection.backup", "py:method", "library/sqlite3.html#$"),
             Entry("str", "py:class", "library/stdtypes.html#$"),
             Entry("time.time", "py:function", "library/time.html#$"),
+            Entry("tuple", "py:class", "library/stdtypes.html#$"),
             Entry("typing.NewType", "py:class", "library/typing.html#$"),
-            Entry("ValueError", "py:exception", "library/exceptions.html#$"),
+            Entry("typing.Protocol", "py:class", "library/typing.html#$"),
         ),
     ),
     "attrs": Project(
