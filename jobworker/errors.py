@@ -28,7 +28,30 @@ __all__ = [
     "UnknownJobTypeError",
     "WaitTimeoutError",
     "WorkerStateError",
+    "safe_repr",
 ]
+
+
+def safe_repr(value: object, limit: int = 300) -> str:
+    """Return ``repr(value)`` cut to about *limit* characters; never raises.
+
+    For error messages that quote a caller's value: a value whose
+    ``__repr__`` raises, or returns something that is not a string, is
+    described by its type instead.
+    """
+    try:
+        text = repr(value)
+        if type(text) is not str:
+            raise TypeError("__repr__ returned a non-string")
+    except Exception:  # broad: any failure of the value's own __repr__
+        try:
+            name = type(value).__qualname__
+        except Exception:  # broad: a hostile metaclass
+            name = "object"
+        return f"<{name} object (repr failed)>"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 class JobworkerError(Exception):
@@ -70,7 +93,7 @@ class UnknownJobTypeError(InvalidJobError):
     """
 
     def __init__(self, job_type: str) -> None:
-        super().__init__(f"unknown job type {job_type!r} (the registry is strict)")
+        super().__init__(f"unknown job type {safe_repr(job_type)} (the registry is strict)")
         self.job_type = job_type
 
 
@@ -81,7 +104,7 @@ class DuplicateJobError(JobworkerError, ValueError):
     """
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"a job with id {job_id!r} already exists")
+        super().__init__(f"a job with id {safe_repr(job_id)} already exists")
         self.job_id = job_id
 
 
@@ -95,7 +118,7 @@ class JobNotFoundError(JobworkerError, LookupError):
     """
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job with id {job_id!r}")
+        super().__init__(f"no job with id {safe_repr(job_id)}")
         self.job_id = job_id
 
 
@@ -107,7 +130,7 @@ class InvalidTransitionError(JobworkerError, ValueError):
     """
 
     def __init__(self, old_status: str, new_status: str, reason: str = "") -> None:
-        message = f"cannot move a job from {old_status!r} to {new_status!r}"
+        message = f"cannot move a job from {safe_repr(old_status)} to {safe_repr(new_status)}"
         super().__init__(f"{message}: {reason}" if reason else message)
         self.old_status = old_status
         self.new_status = new_status
@@ -122,7 +145,7 @@ class StaleJobError(JobworkerError):
     """
 
     def __init__(self, job_id: str, expected: str, actual: str, reason: str = "") -> None:
-        message = f"job {job_id!r} is {actual!r}, not {expected!r}"
+        message = f"job {safe_repr(job_id)} is {safe_repr(actual)}, not {safe_repr(expected)}"
         super().__init__(f"{message}: {reason}" if reason else message)
         self.job_id = job_id
         self.expected = expected
@@ -155,7 +178,7 @@ class WaitTimeoutError(JobworkerError, TimeoutError):
     """
 
     def __init__(self, job_id: str, timeout: float) -> None:
-        super().__init__(f"job {job_id!r} did not end within {timeout} seconds")
+        super().__init__(f"job {safe_repr(job_id)} did not end within {timeout} seconds")
         self.job_id = job_id
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from .errors import UnknownJobTypeError
+from .errors import UnknownJobTypeError, safe_repr
 
 __all__ = ["JobType", "JobTypeRegistry"]
 
@@ -62,12 +62,14 @@ class JobTypeRegistry:
         :raises ValueError: *name* is empty or already registered differently.
         """
         if not isinstance(name, str) or not name:
-            raise ValueError(f"a job type name must be a non-empty string, got {name!r}")
+            raise ValueError(f"a job type name must be a non-empty string, got {safe_repr(name)}")
         job_type = JobType(name=name, params=params, progress=progress, result=result)
         with self._lock:
             existing = self._types.get(name)
             if existing is not None and existing != job_type:
-                raise ValueError(f"job type {name!r} is already registered as {existing!r}")
+                raise ValueError(
+                    f"job type {safe_repr(name)} is already registered as {safe_repr(existing)}"
+                )
             self._types = {**self._types, name: job_type}
         return job_type
 

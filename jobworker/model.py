@@ -34,7 +34,13 @@ from typing import (
 
 import attrs
 
-from .errors import InvalidJobError, InvalidTransitionError, LeaseLostError, StaleJobError
+from .errors import (
+    InvalidJobError,
+    InvalidTransitionError,
+    LeaseLostError,
+    StaleJobError,
+    safe_repr,
+)
 
 __all__ = [
     "STATUSES",
@@ -109,14 +115,14 @@ _ALLOWED: Final[frozenset[tuple[str, str]]] = frozenset(
 def job_id(value: str) -> JobId:
     """Return *value* as a :data:`JobId`; refuse an empty or non-string id."""
     if not isinstance(value, str) or not value:
-        raise InvalidJobError(f"a job id must be a non-empty string, got {value!r}")
+        raise InvalidJobError(f"a job id must be a non-empty string, got {safe_repr(value)}")
     return JobId(value)
 
 
 def user_id(value: str) -> UserId:
     """Return *value* as a :data:`UserId`; refuse a non-string id."""
     if not isinstance(value, str):
-        raise InvalidJobError(f"a user id must be a string, got {value!r}")
+        raise InvalidJobError(f"a user id must be a string, got {safe_repr(value)}")
     return UserId(value)
 
 
@@ -144,14 +150,14 @@ def text_problem(value: str) -> str | None:
     try:
         value.encode()
     except UnicodeEncodeError:
-        return f"is not valid Unicode: {value!r}"
+        return f"is not valid Unicode: {safe_repr(value)}"
     return None
 
 
 def _check_text(name: str, value: object, *, empty: bool) -> None:
     if not isinstance(value, str) or (not empty and not value):
         kind = "a string" if empty else "a non-empty string"
-        raise InvalidJobError(f"metadata.{name} must be {kind}, got {value!r}")
+        raise InvalidJobError(f"metadata.{name} must be {kind}, got {safe_repr(value)}")
     problem = text_problem(value)
     if problem is not None:
         raise InvalidJobError(f"metadata.{name} {problem}")
@@ -164,13 +170,13 @@ def _check_metadata(meta: JobMetadata) -> None:
     _check_text("user_id", meta.user_id, empty=True)
     if not _is_aware(meta.created):
         raise InvalidJobError(
-            f"metadata.created must be a timezone-aware datetime, got {meta.created!r}"
+            f"metadata.created must be a timezone-aware datetime, got {safe_repr(meta.created)}"
         )
     for name in ("retry_count", "max_retries"):
         value = getattr(meta, name)
         if not _is_int(value) or not 0 <= value <= INT_MAX:
             raise InvalidJobError(
-                f"metadata.{name} must be an int from 0 to {INT_MAX}, got {value!r}"
+                f"metadata.{name} must be an int from 0 to {INT_MAX}, got {safe_repr(value)}"
             )
     if meta.retry_count > meta.max_retries:
         raise InvalidJobError(
@@ -179,11 +185,13 @@ def _check_metadata(meta: JobMetadata) -> None:
         )
     if not _is_int(meta.priority) or not INT_MIN <= meta.priority <= INT_MAX:
         raise InvalidJobError(
-            f"metadata.priority must be an int from {INT_MIN} to {INT_MAX}, got {meta.priority!r}"
+            f"metadata.priority must be an int from {INT_MIN} to {INT_MAX}, "
+            f"got {safe_repr(meta.priority)}"
         )
     if meta.run_after is not None and not _is_aware(meta.run_after):
         raise InvalidJobError(
-            f"metadata.run_after must be a timezone-aware datetime or None, got {meta.run_after!r}"
+            "metadata.run_after must be a timezone-aware datetime or None, "
+            f"got {safe_repr(meta.run_after)}"
         )
 
 

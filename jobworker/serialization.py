@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import json.encoder as json_encoder
+import threading
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 import attrs
 import cattrs
 
-from .errors import InvalidJobError, PayloadTooLargeError, SerializationError
+from ._limits import MAX_NESTING
+from .errors import InvalidJobError, PayloadTooLargeError, SerializationError, safe_repr
 from .jobtypes import JobTypeRegistry
 from .model import (
     _JOB_CLASSES,
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 _J = TypeVar("_J", bound=AnyJob)
+_T = TypeVar("_T")
 
 #: Default cap on one serialized params, progress or result value: 1 MiB.
 DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
@@ -100,6 +103,103 @@ def _loads(text: str) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+def _on_fresh_stack(function: Callable[..., _T], *args: Any) -> _T:
+    """Return ``function(*args)``, run again in a new thread if the caller's stack is too deep.
+
+    Values within :data:`MAX_NESTING` take a fixed stack to encode and
+    decode, but the JSON scanner and cattrs recurse on the caller's stack
+    and (before Python 3.12) count the caller's own frames too. A new thread
+    starts with an empty stack, so any caller at any depth gets the value.
+    """
+    try:
+        return function(*args)
+    except RecursionError:
+        pass
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(function(*args))
+        except BaseException as exc:  # broad: handed back to the caller's thread as is
+            outcome.append(_Raised(exc))
+
+    thread = threading.Thread(target=run, name="jobworker-deep-value")
+    thread.start()
+    thread.join()
+    value = outcome[0]
+    if isinstance(value, _Raised):
+        raise value.exc
+    return cast(_T, value)
+
+
+@attrs.frozen
+class _Raised:
+    exc: BaseException
+
+
+def _stored_key(key: Any) -> Any:
+    """Return the text the JSON encoder writes for the dict key *key* (the key itself if it
+    writes none: the encoder refuses it)."""
+    if isinstance(key, str):
+        return str(key)
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return key
+
+
+def check_shape(value: Any, what: str) -> None:
+    """Raise :class:`SerializationError` unless the plain *value* can be stored exactly.
+
+    It must nest at most :data:`MAX_NESTING` lists and dicts deep (a circular
+    value nests forever), and no two keys of one dict may be stored as the
+    same text (``{1: "a", "1": "b"}``): the JSON object would keep only one.
+    Walks with a list, not recursion, so any caller's stack will do.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Any
+        if isinstance(item, dict):
+            if not all(type(key) is str for key in item):
+                _check_keys(item, what)
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > MAX_NESTING:
+            raise SerializationError(
+                f"{what} nests lists and dicts more than {MAX_NESTING} levels deep "
+                "(or refers to itself)"
+            )
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                pending.append((child, depth + 1))
+
+
+def _check_keys(item: dict[Any, Any], what: str) -> None:
+    seen: dict[Any, Any] = {}
+    for key in item:
+        stored = _stored_key(key)
+        try:
+            other = seen.setdefault(stored, key)
+        except TypeError:
+            continue  # an unhashable text: the encoder refuses the key itself
+        if other is not key:
+            raise SerializationError(
+                f"{what} has dict keys {safe_repr(other)} and {safe_repr(key)}, which are both "
+                f"stored as {safe_repr(stored)}: one value would be lost"
+            )
+
+
 #: Types whose values the encoder takes or refuses itself: none is an attrs class.
 _PLAIN_TYPES: Final = frozenset({dict, list, str, int, float, bool, type(None)})
 
@@ -116,10 +216,13 @@ def _dump(value: Any, cls: Any, what: str) -> str:
                     f"{what} is a {type(value).__name__}: register the job type with "
                     f"{what}={type(value).__name__} to store attrs classes"
                 )
-            return _dumps(value)
+            check_shape(value, what)
+            return _on_fresh_stack(_dumps, value)
         if attrs.has(cls) and not isinstance(value, cls):
             raise SerializationError(f"{what} must be a {cls.__name__}, got {type(value).__name__}")
-        return _dumps(converter.unstructure(value, unstructure_as=cls))
+        plain = _on_fresh_stack(converter.unstructure, value, cls)
+        check_shape(plain, what)
+        return _on_fresh_stack(_dumps, plain)
     except SerializationError:
         raise
     except (TypeError, ValueError, RecursionError, cattrs.BaseValidationError) as exc:
@@ -197,7 +300,24 @@ def encode_job(
 
 
 def decode_job(job: _J, registry: JobTypeRegistry) -> _J:
-    """Return the job that :func:`encode_job` gave *job* for: fresh values, shared with nothing."""
+    """Return the job that :func:`encode_job` gave *job* for: fresh values, shared with nothing.
+
+    Works at any depth of the caller's stack.
+
+    :raises SerializationError: a value does not fit its registered class, or
+        (written by another program) nests too deeply to be read at all.
+    :raises ValueError: a value is not JSON.
+    """
+    try:
+        return cast(_J, _on_fresh_stack(_decode_job, job, registry))
+    except RecursionError as exc:
+        raise SerializationError(
+            f"a stored value of job {safe_repr(job.metadata.id)} nests too deeply to be read "
+            f"(jobworker stores at most {MAX_NESTING} levels)"
+        ) from exc
+
+
+def _decode_job(job: _J, registry: JobTypeRegistry) -> _J:
     job_type = registry.get(job.metadata.type)
     # Plain JSON values (no registered class) are the text's value, as load_value gives.
     params_type = job_type.params

@@ -27,6 +27,7 @@ from .errors import (
     RetryJobError,
     StaleJobError,
     WorkerStateError,
+    safe_repr,
 )
 from .model import (
     AnyJob,
@@ -604,7 +605,7 @@ class JobWorker(abc.ABC):
         The worker then ends the attempt as cancelled.
         """
         if self.is_cancelled(job):
-            raise JobCancelledError(f"job {job.metadata.id!r} was cancelled")
+            raise JobCancelledError(f"job {safe_repr(job.metadata.id)} was cancelled")
 
     def _mark_lost(self, job: RunningJob[Any, Any]) -> None:
         # A str assignment is atomic; the worker thread reads it in is_cancelled.

@@ -12,6 +12,7 @@ import json
 from typing import Any, Final
 
 from ..clock import from_us, to_us
+from ..errors import safe_repr
 from ..model import (
     STATUSES,
     AnyJob,
@@ -110,13 +111,13 @@ def values_of(job: AnyJob) -> tuple[Any, ...]:
 
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"column {name} holds {value!r}, not an integer")
+        raise ValueError(f"column {name} holds {safe_repr(value)}, not an integer")
     return value
 
 
 def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"column {name} holds {value!r}, not text")
+        raise ValueError(f"column {name} holds {safe_repr(value)}, not text")
     return value
 
 
@@ -130,7 +131,7 @@ def row_to_job(row: Any) -> AnyJob:
         run_after, params, progress, result, error, started, completed, token, worker,
     ) = tuple(row)[:N_COLUMNS]  # fmt: skip
     if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}")
+        raise ValueError(f"unknown status {safe_repr(status)}")
     meta = JobMetadata(
         id=JobId(_text(job_id, "id")),
         type=_text(job_type, "type"),
@@ -177,7 +178,7 @@ def row_to_job(row: Any) -> AnyJob:
             completed_at=completed_at,
             error=_text(error, "error"),
         )
-    raise AssertionError(f"unreachable: status {status!r}")
+    raise AssertionError(f"unreachable: status {safe_repr(status)}")
 
 
 def _is_json(value: Any) -> bool:
@@ -212,7 +213,7 @@ def sanitize_row(
         retry_count = max_retries = 0
     error = f"MalformedJob: {reason}"
     if not (keep_params and isinstance(params, str) and _is_json(params)):
-        error += f"; original params: {str(params)[:500]!r}"
+        error += f"; original params: {safe_repr(str(params)[:500])}"
         params = "null"
     return (
         job_id,

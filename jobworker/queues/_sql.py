@@ -39,6 +39,7 @@ from ..errors import (
     JobworkerError,
     QueueClosedError,
     WaitTimeoutError,
+    safe_repr,
 )
 from ..model import (
     STATUSES,
@@ -349,10 +350,10 @@ class SQLQueue(JobQueue):
     # -- the contract ------------------------------------------------------------------------
 
     def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
-        stored = self._encode_new(job)
+        stored, created = self._encode_new(job)
         self._autocommit(lambda tx: self._insert(tx, stored))
         self._notify()
-        return cast("PendingJob[P]", self._decode(stored))
+        return created
 
     def get_job(self, job_id: JobId | str) -> AnyJob | None:
         self._recover_if_due()
@@ -712,7 +713,7 @@ class SQLQueue(JobQueue):
 
     def cleanup_old_jobs(self, retention_hours: float = 24) -> int:
         if not retention_hours >= 0:
-            raise ValueError(f"retention_hours must be >= 0, got {retention_hours!r}")
+            raise ValueError(f"retention_hours must be >= 0, got {safe_repr(retention_hours)}")
         cutoff = self._now_us() - round(retention_hours * 3_600_000_000)
         delete = self._q(
             """DELETE FROM {t} WHERE status IN ('complete', 'failed', 'cancelled')

@@ -9,12 +9,13 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 
+from .._limits import MAX_OFFSET, MAX_TEXT_LENGTH
 from ..clock import Clock, SystemClock
-from ..errors import InvalidJobError
+from ..errors import InvalidJobError, safe_repr
 from ..jobtypes import JobTypeRegistry
 from ..model import (
     _JOB_CLASSES,
@@ -72,9 +73,9 @@ class JobQueue(abc.ABC):
         max_payload: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         if not lease_duration > 0:
-            raise ValueError(f"lease_duration must be > 0, got {lease_duration!r}")
+            raise ValueError(f"lease_duration must be > 0, got {safe_repr(lease_duration)}")
         if max_payload is not None and not max_payload > 0:
-            raise ValueError(f"max_payload must be > 0 or None, got {max_payload!r}")
+            raise ValueError(f"max_payload must be > 0 or None, got {safe_repr(max_payload)}")
         self.registry = registry if registry is not None else JobTypeRegistry()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
@@ -197,14 +198,27 @@ class JobQueue(abc.ABC):
 
     # -- helpers for backends -------------------------------------------------------------
 
-    def _encode_new(self, job: PendingJob[Any]) -> PendingJob[str]:
-        """Validate a job for ``create_job``; return its stored form (values as JSON text)."""
+    def _encode_new(self, job: PendingJob[P]) -> tuple[PendingJob[str], PendingJob[P]]:
+        """Validate a job for ``create_job``; return its stored form and the caller's copy.
+
+        The stored form holds the values as JSON text; the copy is that text
+        decoded again, as every later read will decode it. So a value that
+        would not come back (an attrs field of the wrong type) is refused
+        here, before the backend writes anything.
+        """
         validate_job(job)
         if not isinstance(job, PendingJob):
             raise InvalidJobError(f"create_job takes a PendingJob, got a {job.status} job")
+        meta = job.metadata
+        for name, text in (("id", meta.id), ("type", meta.type), ("user_id", meta.user_id)):
+            if len(text) > MAX_TEXT_LENGTH:
+                raise InvalidJobError(
+                    f"metadata.{name} is {len(text)} characters long, over the limit of "
+                    f"{MAX_TEXT_LENGTH}: {safe_repr(text, 60)}"
+                )
         stored = encode_job(job, self.registry, limit=self.max_payload)
         assert isinstance(stored, PendingJob)
-        return stored
+        return stored, cast("PendingJob[P]", self._decode(stored))
 
     def _encode_update(self, job: AnyJob, checked: JobMetadata | None = None) -> AnyJob:
         """Validate a job for ``update_job``; return its stored form (values as JSON text).
@@ -218,7 +232,7 @@ class JobQueue(abc.ABC):
             validate_job(job)
         if isinstance(job, FailedJob):
             if not isinstance(job.error, str):
-                raise InvalidJobError(f"error must be a string, got {job.error!r}")
+                raise InvalidJobError(f"error must be a string, got {safe_repr(job.error)}")
             job = attrs.evolve(job, error=clean_text(job.error))
         return encode_job(job, self.registry, limit=self.max_payload, params=False)
 
@@ -243,16 +257,22 @@ class JobQueue(abc.ABC):
     @staticmethod
     def _check_list_args(status: str | None, limit: int, offset: int) -> None:
         if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        if not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-        if not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+            raise ValueError(f"status must be one of {STATUSES}, got {safe_repr(status)}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_OFFSET
+            ):
+                raise ValueError(
+                    f"{name} must be an int from 0 to {MAX_OFFSET} (2**63 - 1), "
+                    f"got {safe_repr(value)}"
+                )
 
     @staticmethod
     def _check_timeout(timeout: float | None) -> None:
         if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+            raise ValueError(f"timeout must be >= 0 or None, got {safe_repr(timeout)}")
 
 
 _Q = TypeVar("_Q", bound=JobQueue)

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Collection, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ..clock import to_us
 from ..errors import (
@@ -37,6 +37,7 @@ from ..errors import (
     JobNotFoundError,
     QueueClosedError,
     WaitTimeoutError,
+    safe_repr,
 )
 from ..model import (
     STATUSES,
@@ -333,14 +334,14 @@ class MemoryQueue(JobQueue):
     # decoding may run user code (attrs validators of registered classes).
 
     def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
-        stored = self._encode_new(job)
+        stored, created = self._encode_new(job)
         with self._lock:
             self._enter()
             if stored.metadata.id in self._jobs:
                 raise DuplicateJobError(stored.metadata.id)
             self._set(stored, None)
         # The stored form holds text; the caller gets params of its own type back.
-        return cast("PendingJob[P]", self._decode(stored))
+        return created
 
     def get_job(self, job_id: JobId | str) -> AnyJob | None:
         with self._lock:
@@ -596,7 +597,7 @@ class MemoryQueue(JobQueue):
 
     def cleanup_old_jobs(self, retention_hours: float = 24) -> int:
         if not retention_hours >= 0:
-            raise ValueError(f"retention_hours must be >= 0, got {retention_hours!r}")
+            raise ValueError(f"retention_hours must be >= 0, got {safe_repr(retention_hours)}")
         with self._lock:
             now = self._enter()
             cutoff = to_us(now) - round(retention_hours * 3_600_000_000)

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -297,12 +297,12 @@ class PostgresQueue(SQLQueue):
         are woken at its commit. Otherwise as :meth:`JobQueue.create_job`.
         """
         if connection is None:
-            stored = self._encode_new(job)
+            stored, created = self._encode_new(job)
             tries: list[int] = []
             self._autocommit(lambda tx: self._insert_once(tx, stored, tries))
             self._notify()
-            return cast("PendingJob[P]", self._decode(stored))
-        stored = self._encode_new(job)
+            return created
+        stored, created = self._encode_new(job)
         if (
             getattr(connection, "autocommit", False)
             and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -312,7 +312,7 @@ class PostgresQueue(SQLQueue):
             self._insert(connection, stored)
         except psycopg.Error as exc:
             raise self._error("insert failed", exc) from exc
-        return cast("PendingJob[P]", self._decode(stored))
+        return created
 
     # -- notifications --------------------------------------------------------------------------
 

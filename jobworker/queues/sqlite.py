@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import P, PendingJob
@@ -209,12 +209,12 @@ class SQLiteQueue(SQLQueue):
         self._check_same_file(connection)
         if _autocommits(connection):
             raise BackendError("create_job(connection=...) needs a connection inside a transaction")
-        stored = self._encode_new(job)
+        stored, created = self._encode_new(job)
         try:
             self._insert(connection, stored)
         except sqlite3.Error as exc:
             raise self._error("insert failed", exc) from exc
-        return cast("PendingJob[P]", self._decode(stored))
+        return created
 
     def _check_same_file(self, connection: sqlite3.Connection) -> None:
         try:
