@@ -7,6 +7,7 @@ graceful stop and crash recovery.
 
 from typing import TYPE_CHECKING, Any
 
+from ._limits import MAX_NESTING, MAX_OFFSET, MAX_TEXT_LENGTH
 from .clock import Clock, SystemClock
 from .default import get_job_queue, initialize_job_queue
 from .errors import (
@@ -79,6 +80,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MAX_NESTING",
+    "MAX_OFFSET",
+    "MAX_TEXT_LENGTH",
     "STATUSES",
     "TERMINAL_STATUSES",
     "AnyJob",

@@ -225,7 +225,13 @@ def _dump(value: Any, cls: Any, what: str) -> str:
         return _on_fresh_stack(_dumps, plain)
     except SerializationError:
         raise
-    except (TypeError, ValueError, RecursionError, cattrs.BaseValidationError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        AttributeError,  # a hook met a field of the wrong type: a str for a datetime
+        RecursionError,
+        cattrs.BaseValidationError,
+    ) as exc:
         raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from exc
 
 
