@@ -12,7 +12,7 @@ from typing import Final
 
 from ..errors import BackendError
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["SCHEMA_VERSION", "check_schema", "migrate"]
 
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -72,9 +72,56 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 SCHEMA_VERSION: Final = max(_MIGRATIONS)
 
 
+def _parse_version(value: object) -> int:
+    """Return the schema version stored as *value*: decimal digits, nothing else."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise BackendError(
+        f"its jobworker_meta table records schema version {value!r}, which jobworker "
+        "never writes: the file is damaged or belongs to another program"
+    )
+
+
 def _version(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM jobworker_meta WHERE key = 'schema_version'").fetchone()
-    return 0 if row is None else int(row[0])
+    return 0 if row is None else _parse_version(row[0])
+
+
+def check_schema(conn: sqlite3.Connection) -> int:
+    """Return the schema version of the database, reading only; 0 if it has no jobworker tables.
+
+    Takes no write lock and changes nothing, so a file that is refused is
+    left exactly as it was.
+
+    :raises BackendError: the tables named ``jobworker_*`` are not jobworker's
+        (another program's, or damaged), or a newer release wrote them.
+    :raises sqlite3.DatabaseError: the file is not an SQLite database.
+    """
+    names = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'jobworker%'"
+        )
+    }
+    if "jobworker_meta" not in names:
+        if names:
+            raise BackendError(
+                f"it has tables {sorted(names)} but no jobworker_meta: "
+                "they were not made by jobworker"
+            )
+        return 0
+    try:
+        found = _version(conn)
+    except sqlite3.OperationalError as exc:  # a jobworker_meta of another shape
+        raise BackendError(f"its jobworker_meta table is not jobworker's: {exc}") from exc
+    if found > SCHEMA_VERSION:
+        raise BackendError(
+            f"the database has jobworker schema version {found}; this release knows "
+            f"up to {SCHEMA_VERSION}: upgrade jobworker"
+        )
+    if found and "jobworker_jobs" not in names:
+        raise BackendError(f"it records jobworker schema version {found} but has no jobs table")
+    return found
 
 
 def migrate(conn: sqlite3.Connection) -> int:

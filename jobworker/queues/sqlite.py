@@ -24,7 +24,7 @@ from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import P, PendingJob
 from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
-from ._sqlite_schema import SCHEMA_VERSION, migrate
+from ._sqlite_schema import SCHEMA_VERSION, check_schema, migrate
 
 __all__ = ["SQLiteQueue"]
 
@@ -76,39 +76,58 @@ class SQLiteQueue(SQLQueue):
         # thread ends (its holder is collected) or at the thread's first call
         # after close().
         self._local = threading.local()
-        if not os.path.exists(self.path):
-            # Created here so that its mode, not the umask alone, decides; SQLite
-            # gives the -wal and -shm files the mode of the database file.
-            try:
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass  # another process created it first: that is fine
-            except OSError as exc:
-                raise BackendError(f"cannot create {self.path!r}: {exc}") from exc
-        if self._schema_version() != SCHEMA_VERSION:
+        # Whether every new connection finds the file in WAL mode: None until
+        # the file is known to be a jobworker database (nothing is switched
+        # before), then False until a connection manages the switch.
+        self._wal: bool | None = None
+        _create_private(self.path)
+        self._open()
+
+    def _open(self) -> None:
+        """Check the file is a jobworker database (or empty), migrate it, then switch it to WAL.
+
+        Everything up to the migration only reads, so a file that is refused
+        is left exactly as it was, its journal mode included.
+        """
+        _check_header(self.path)
+        conn = self._conn()
+        try:
+            found = check_schema(conn)
+        except BackendError as exc:
+            raise BackendError(f"cannot use {self.path!r}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open {self.path!r} as an SQLite database: {exc}") from exc
+        if found != SCHEMA_VERSION:
             self._write(migrate)
+        self._wal = False
+        self._use_wal(conn)
 
-    def _schema_version(self) -> int | None:
-        """Read the schema version without a write lock (None if there is none).
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode unless that means waiting; then it is tried again later.
 
-        So a queue on a current database opens even while another connection
-        of this thread (a Django ``transaction.atomic()``, say) holds the
-        database's write lock: in WAL mode a read never waits for a writer.
+        The switch needs the whole file to itself. Inside the caller's open
+        transaction on the file (Django's ``transaction.atomic()``, say),
+        waiting for it could only time out: the queue works in the rollback
+        journal mode until a later connection can switch. SQLite keeps the
+        mode in the file, so the switch is done once.
         """
         try:
-            row = (
-                self._conn()
-                .execute("SELECT value FROM jobworker_meta WHERE key = 'schema_version'")
-                .fetchone()
-            )
-        except sqlite3.OperationalError:
-            return None  # no jobworker_meta yet: migrate creates it
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise self._error("cannot switch to the WAL journal", exc) from exc
+            return  # busy: another connection holds a transaction; try again later
         except sqlite3.Error as exc:
-            raise self._error("cannot read the schema version", exc) from exc
-        try:
-            return None if row is None else int(row[0])
-        except ValueError:
-            return None  # migrate reports what is wrong
+            raise self._error("cannot switch to the WAL journal", exc) from exc
+        if mode != "wal":
+            raise BackendError(f"{self.path!r} cannot use the WAL journal (got {mode!r})")
+        self._wal = True
 
     def __repr__(self) -> str:
         return f"<SQLiteQueue {self.path!r}>"
@@ -132,14 +151,16 @@ class SQLiteQueue(SQLQueue):
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open {self.path!r}: {exc}") from exc
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise BackendError(f"cannot open {self.path!r} as an SQLite database: {exc}") from exc
-        if mode != "wal":
-            conn.close()
-            raise BackendError(f"{self.path!r} cannot use the WAL journal (got {mode!r})")
+        if self._wal is False:
+            try:
+                self._use_wal(conn)
+            except BaseException:
+                conn.close()
+                raise
         holder = _Holder(conn)
         self._local.holder = holder
         return conn
@@ -240,6 +261,59 @@ class SQLiteQueue(SQLQueue):
         holder: _Holder | None = getattr(self._local, "holder", None)
         if holder is not None:
             holder.conn.close()
+
+
+#: The size of an SQLite file's header: a shorter file is not a database.
+_HEADER_SIZE = 100
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file shorter than SQLite's header (but not empty), without writing to it.
+
+    SQLite would take such a file for an empty database and write a new one
+    over it. Longer files that are not databases SQLite refuses itself.
+    """
+    try:
+        with open(path, "rb") as file:
+            header = file.read(_HEADER_SIZE)
+    except OSError as exc:
+        raise BackendError(f"cannot read {path!r}: {exc}") from exc
+    if 0 < len(header) < _HEADER_SIZE:
+        raise BackendError(
+            f"cannot open {path!r} as an SQLite database: it holds {len(header)} bytes, "
+            f"less than the {_HEADER_SIZE}-byte header of any database"
+        )
+
+
+def _create_private(path: str) -> None:
+    """Create the database file *path* with mode 0600 unless it exists.
+
+    Created here so that its mode, not the umask alone, decides; SQLite gives
+    the ``-wal`` and ``-shm`` files the mode of the database file. A symlink
+    to a missing file is followed to where it points, and the file is made
+    there without following any further link (``O_NOFOLLOW``), so no link
+    leads the queue into a file someone else made readable.
+    """
+    target = path
+    if os.path.islink(path) and not os.path.exists(path):
+        target = os.path.realpath(path)  # a dangling link: where it points
+    if os.path.lexists(target):
+        return
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(target, flags, 0o600))
+    except FileExistsError:
+        pass  # another process created it first: that is fine
+    except OSError as exc:
+        raise BackendError(f"cannot create {path!r}: {exc}") from exc
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Return whether *exc* says another connection holds a lock on the file."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return bool(code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _autocommits(conn: sqlite3.Connection) -> bool:
