@@ -6,6 +6,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.signals import request_started, setting_changed
+from django.db.models.signals import post_migrate
 
 __all__ = ["JobworkerConfig"]
 
@@ -26,6 +27,28 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
         close_queues()
 
 
+def _use_wal(*, using: str, **kwargs: Any) -> None:
+    """Leave an SQLite database that ``migrate`` just ran on in WAL mode, as the queue uses it.
+
+    The queue switches it itself when it opens, unless another connection
+    holds a transaction then (a ``transaction.atomic()`` block); switching
+    here, outside any transaction, means a deployment's first request never
+    runs in the slower rollback journal mode.
+    """
+    from django.db import DatabaseError, connections  # noqa: PLC0415
+
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        return
+    if connection.is_in_memory_db():
+        return  # an in-memory database has no WAL mode; the queue refuses it anyway
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode = WAL")
+    except DatabaseError:
+        pass  # busy: the queue switches when it can, and works meanwhile
+
+
 class JobworkerConfig(AppConfig):
     """``jobworker.contrib.django``, with the app label ``jobworker``.
 
@@ -44,3 +67,4 @@ class JobworkerConfig(AppConfig):
     def ready(self) -> None:
         request_started.connect(_start_on_first_request, dispatch_uid="jobworker-start")
         setting_changed.connect(_settings_changed, dispatch_uid="jobworker-settings")
+        post_migrate.connect(_use_wal, sender=self, dispatch_uid="jobworker-wal")
