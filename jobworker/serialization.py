@@ -137,6 +137,9 @@ class _Raised:
     exc: BaseException
 
 
+_CONTAINERS: Final = (dict, list, tuple)
+
+
 def _stored_key(key: Any) -> Any:
     """Return the text the JSON encoder writes for the dict key *key* (the key itself if it
     writes none: the encoder refuses it)."""
@@ -161,28 +164,31 @@ def check_shape(value: Any, what: str) -> None:
     It must nest at most :data:`MAX_NESTING` lists and dicts deep (a circular
     value nests forever), and no two keys of one dict may be stored as the
     same text (``{1: "a", "1": "b"}``): the JSON object would keep only one.
-    Walks with a list, not recursion, so any caller's stack will do.
+    Walks one level at a time, not by recursion, so any caller's stack will
+    do; a container met twice on one level (shared, or circular) is walked once.
     """
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children: Any
-        if isinstance(item, dict):
-            if not all(type(key) is str for key in item):
-                _check_keys(item, what)
-            children = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
+    level = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > MAX_NESTING:
             raise SerializationError(
                 f"{what} nests lists and dicts more than {MAX_NESTING} levels deep "
                 "(or refers to itself)"
             )
-        for child in children:
-            if isinstance(child, (dict, list, tuple)):
-                pending.append((child, depth + 1))
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                for key in item:
+                    if type(key) is not str:
+                        _check_keys(item, what)
+                        break
+                children += item.values()
+            else:
+                children += item
+        level = list(
+            {id(child): child for child in children if isinstance(child, _CONTAINERS)}.values()
+        )
 
 
 def _check_keys(item: dict[Any, Any], what: str) -> None:

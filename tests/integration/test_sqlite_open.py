@@ -198,28 +198,36 @@ def test_a_job_stored_too_deep_to_read_is_failed_as_malformed(tmp_path: pathlib.
     path = tmp_path / "jobs.sqlite3"
     queue = jw.SQLiteQueue(path)
     try:
-        queue.create_job(jw.new_job("t", {}, id="deep"))
-        queue.create_job(jw.new_job("t", {}, id="sound"))
+        for job_id in ("claimed", "listed", "sound"):
+            queue.create_job(jw.new_job("t", {}, id=job_id))
         conn = sqlite3.connect(path)
-        with conn:  # as another program might write it
+        with conn:  # as another program might write them
             conn.execute(
-                "UPDATE jobworker_jobs SET params = ? WHERE id = 'deep'",
+                "UPDATE jobworker_jobs SET params = ? WHERE id IN ('claimed', 'listed')",
                 ("[" * 100_000 + "]" * 100_000,),
             )
         conn.close()
+        # Read by list_jobs first: set aside, never a raw RecursionError.
+        statuses = {job.metadata.id: job.status for job in queue.list_jobs()}
+        assert statuses == {"claimed": "failed", "listed": "failed", "sound": "pending"}
+        queue.create_job(jw.new_job("t", {}, id="claimed-later"))
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "UPDATE jobworker_jobs SET params = ? WHERE id = 'claimed-later'",
+                ("[" * 100_000 + "]" * 100_000,),
+            )
+        conn.close()
+        # Claimed by a worker: set aside, never left running; the next job is claimed.
         running = queue.poll_next_pending_job(worker="w", timeout=0)
         assert running is not None and running.metadata.id == "sound"
-        deep = queue.get_job("deep")
-        assert deep is not None and deep.status == "failed"
-        assert jw.is_failed_job(deep)
-        assert deep.error.startswith("MalformedJob:")
-        assert "nests too deeply" in deep.error
-        assert [job.metadata.id for job in queue.list_jobs()] in (
-            ["sound", "deep"],
-            ["deep", "sound"],
-        )
+        for job_id in ("claimed", "listed", "claimed-later"):
+            job = queue.get_job(job_id)
+            assert job is not None and jw.is_failed_job(job)
+            assert job.error.startswith("MalformedJob:")
+            assert "nests too deeply" in job.error
         assert queue.get_stats() == {
-            "pending": 0, "running": 1, "complete": 0, "failed": 1, "cancelled": 0
+            "pending": 0, "running": 1, "complete": 0, "failed": 3, "cancelled": 0
         }  # fmt: skip
     finally:
         queue.close()
