@@ -740,3 +740,31 @@ def test_a_pool_of_one_connection_claims_a_job(postgres_schema: tuple[str, str])
             took = time.monotonic() - began
         assert claimed is not None and claimed.metadata.id == "one"
         assert took < 5, took
+
+
+def test_a_job_stored_too_deep_to_read_is_failed_as_malformed(
+    postgres_schema: tuple[str, str],
+) -> None:
+    dsn, schema = postgres_schema
+    with jw.PostgresQueue(dsn, schema=schema, migrate=True) as queue:
+        for job_id in ("claimed", "listed", "sound"):
+            queue.create_job(jw.new_job("t", {}, id=job_id))
+        deep = "[" * 100_000 + "]" * 100_000
+        with psycopg.connect(dsn) as conn:  # as another program might write it
+            conn.execute(
+                f"UPDATE {jobs_table(schema)} SET params = %s WHERE id = 'listed'", (deep,)
+            )
+        statuses = {job.metadata.id: job.status for job in queue.list_jobs()}
+        assert statuses == {"claimed": "pending", "listed": "failed", "sound": "pending"}
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                f"UPDATE {jobs_table(schema)} SET params = %s WHERE id = 'claimed'", (deep,)
+            )
+        running = queue.poll_next_pending_job(worker="w", timeout=0)
+        assert running is not None and running.metadata.id == "sound"
+        for job_id in ("claimed", "listed"):
+            job = queue.get_job(job_id)
+            assert job is not None and jw.is_failed_job(job)
+            assert job.error.startswith("MalformedJob:")
+            assert "nests too deeply" in job.error
+        assert queue.get_stats()["running"] == 1
