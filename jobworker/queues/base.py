@@ -90,9 +90,17 @@ class JobQueue(abc.ABC):
 
         Wakes an idle worker that can take it.
 
+        Nothing is written unless the job can be read back exactly: the
+        params are encoded and decoded again first.
+
         :raises DuplicateJobError: a job with this id exists.
         :raises InvalidJobError: the job is not a consistent pending job, its
-            params cannot be stored, or its type is unknown to a strict registry.
+            id, type or user id is longer than :data:`MAX_TEXT_LENGTH`
+            characters, or its type is unknown to a strict registry.
+        :raises SerializationError: the params cannot be stored exactly: not
+            JSON, nested deeper than :data:`MAX_NESTING`, two dict keys stored
+            as the same text (``{1: "a", "1": "b"}``), or a registered class's
+            value that would not come back from its JSON.
         """
 
     @abc.abstractmethod
@@ -154,7 +162,11 @@ class JobQueue(abc.ABC):
         limit: int = 100,
         offset: int = 0,
     ) -> list[AnyJob]:
-        """Return jobs matching every filter given, newest ``created`` first."""
+        """Return jobs matching every filter given, newest ``created`` first.
+
+        :raises ValueError: *status* is not a status, or *limit* or *offset*
+            is not an int from 0 to :data:`MAX_OFFSET` (``bool`` is refused).
+        """
 
     @abc.abstractmethod
     def cancel_job(self, job_id: JobId | str) -> bool:
