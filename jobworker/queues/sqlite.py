@@ -101,6 +101,10 @@ class SQLiteQueue(SQLQueue):
             self._write(migrate)
         self._wal = False
         self._use_wal(conn)
+        if self._wal:
+            # A read in WAL mode makes the -wal and -shm files now (with the
+            # database's mode), not at the first job.
+            conn.execute("SELECT count(*) FROM jobworker_meta").fetchone()
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         """Switch the file to WAL mode unless that means waiting; then it is tried again later.
