@@ -40,9 +40,8 @@ def _use_wal(*, using: str, **kwargs: Any) -> None:
     connection = connections[using]
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         return
-    if connection.is_in_memory_db():
-        return  # an in-memory database has no WAL mode; the queue refuses it anyway
     try:
+        # An in-memory database answers "memory" and stays as it is.
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA journal_mode = WAL")
     except DatabaseError:
