@@ -7,10 +7,14 @@ import datetime as _dt
 import enum
 import os
 import re
+import shlex
 from collections.abc import Callable
 from typing import Any, Final
 
+from .queues._postgres_schema import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from .queues._postgres_schema import Names
 from .queues.base import JobQueue
+from .redact import mask_secrets
 from .urls import open_queue
 
 __all__ = [
@@ -19,7 +23,10 @@ __all__ = [
     "ExitCode",
     "add_queue_options",
     "display_url",
+    "is_postgres_url",
+    "migrate_command",
     "open_cli_queue",
+    "postgres_names",
     "parse_duration",
     "parse_when",
 ]
@@ -59,21 +66,36 @@ class CommandError(Exception):
         self.code = code
 
 
-def add_queue_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--queue``, ``--schema`` and ``--prefix`` to a subcommand's parser."""
+#: The queue options and their defaults, shared by the command and its subcommands.
+QUEUE_DEFAULTS: Final = {"queue": None, "schema": "public", "prefix": "jobworker_"}
+
+
+def add_queue_options(parser: argparse.ArgumentParser, *, subcommand: bool = True) -> None:
+    """Add ``--queue``, ``--schema`` and ``--prefix`` to *parser*.
+
+    The ``jobworker`` parser holds the defaults; a subcommand's parser adds
+    the same options without defaults (``SUPPRESS``), so an option given
+    before the subcommand's name is kept unless it is given again after it.
+    """
+
+    def default(name: str) -> Any:
+        return argparse.SUPPRESS if subcommand else QUEUE_DEFAULTS[name]
+
     group = parser.add_argument_group("queue")
     group.add_argument(
         "--queue",
         metavar="URL",
-        default=None,
+        default=default("queue"),
         help=f"memory:, sqlite:///PATH or postgresql://... (default: ${QUEUE_ENV})",
     )
     group.add_argument(
-        "--schema", default="public", help="PostgreSQL only: the schema (default: public)"
+        "--schema",
+        default=default("schema"),
+        help="PostgreSQL only: the schema (default: public)",
     )
     group.add_argument(
         "--prefix",
-        default="jobworker_",
+        default=default("prefix"),
         help="PostgreSQL only: the table name prefix (default: jobworker_)",
     )
 
@@ -87,8 +109,40 @@ def queue_url(args: argparse.Namespace) -> str:
 
 
 def display_url(url: str) -> str:
-    """Return *url* without the user and password part, for messages."""
-    return re.sub(r"^([a-z]+://)[^/@]*@", r"\1", url)
+    """Return *url* with its password masked, for messages and logs."""
+    return mask_secrets(url)
+
+
+def migrate_command(args: argparse.Namespace) -> str:
+    """Return the ``jobworker migrate`` command line for the queue *args* name.
+
+    The URL is quoted for a shell, its password masked; a URL taken from
+    ``$JOBWORKER_QUEUE`` is left there.
+    """
+    words = ["jobworker", "migrate"]
+    if args.queue:
+        words += ["--queue", shlex.quote(mask_secrets(args.queue))]
+    for name in ("schema", "prefix"):
+        value = getattr(args, name, QUEUE_DEFAULTS[name])
+        if value != QUEUE_DEFAULTS[name]:
+            words += [f"--{name}", shlex.quote(value)]
+    return " ".join(words)
+
+
+def postgres_names(args: argparse.Namespace) -> Names:
+    """Return the table names ``--schema`` and ``--prefix`` give.
+
+    :raises CommandError: (``USAGE``) a name PostgreSQL would not take.
+    """
+    try:
+        return Names(schema=args.schema, prefix=args.prefix)
+    except ValueError as exc:
+        raise CommandError(str(exc), ExitCode.USAGE) from None
+
+
+def is_postgres_url(url: str) -> bool:
+    """Return whether *url* names a PostgreSQL queue."""
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 def open_cli_queue(
@@ -104,7 +158,8 @@ def open_cli_queue(
 
     With *create* false, a missing SQLite file is refused rather than
     created: a command that reads or changes jobs must not make an empty
-    queue out of a typo.
+    queue out of a typo. Missing or outdated PostgreSQL tables are refused
+    with the ``jobworker migrate`` command that creates them.
 
     :raises CommandError: the URL is missing or malformed (``USAGE``), or
         the queue cannot be opened (``BACKEND``).
@@ -114,13 +169,26 @@ def open_cli_queue(
     if url.startswith("sqlite:///") and not create:
         path = url.removeprefix("sqlite:///")
         if path and not os.path.exists(path):
-            raise CommandError(f"no queue at {url}: the file does not exist", ExitCode.BACKEND)
+            raise CommandError(
+                f"no queue at {display_url(url)}: the file does not exist; "
+                f"create it with: {migrate_command(args)}",
+                ExitCode.BACKEND,
+            )
     try:
-        if url.startswith(("postgresql://", "postgres://")):
+        if is_postgres_url(url):
             # Imported here: psycopg is optional (jobworker[postgres]).
-            from ._cli_postgres import check_reachable  # noqa: PLC0415
+            from ._cli_postgres import tables_version  # noqa: PLC0415
 
-            check_reachable(url)
+            names = postgres_names(args)
+            found = tables_version(url, names)
+            if found != POSTGRES_SCHEMA_VERSION:
+                state = "missing" if found is None else f"at schema version {found}"
+                raise CommandError(
+                    f"the jobworker tables {names.jobs} and {names.meta} are {state} "
+                    f"(this release needs version {POSTGRES_SCHEMA_VERSION}); "
+                    f"run: {migrate_command(args)}",
+                    ExitCode.BACKEND,
+                )
             options = {"schema": args.schema, "prefix": args.prefix, **(postgres or {}), **options}
         return open_queue(url, **options)
     except ImportError as exc:

@@ -11,6 +11,8 @@ import json
 import logging
 from typing import Final, Literal, TextIO
 
+from .redact import mask_secrets
+
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "JSONFormatter", "configure_logging"]
 
 LogFormat = Literal["text", "json"]
@@ -26,12 +28,20 @@ _STANDARD: Final = frozenset(
 )
 
 
+class _TextFormatter(logging.Formatter):
+    """The text format, with every password masked (a driver's error may quote a DSN)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+
 class JSONFormatter(logging.Formatter):
     """Format each record as one JSON object on one line.
 
     Keys: ``time`` (ISO 8601, UTC), ``level``, ``logger``, ``thread``,
     ``message``, ``exception`` (the formatted traceback, when there is one),
-    and any ``extra=`` fields that JSON can hold.
+    and any ``extra=`` fields that JSON can hold. Passwords in the message
+    and the traceback are masked.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -43,10 +53,10 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "thread": record.threadName,
-            "message": record.getMessage(),
+            "message": mask_secrets(record.getMessage()),
         }
         if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+            data["exception"] = mask_secrets(self.formatException(record.exc_info))
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in data:
                 data[key] = value
@@ -64,7 +74,7 @@ def configure_logging(
     if format == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        handler.setFormatter(_TextFormatter(_TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -11,7 +11,10 @@ exit status (:class:`ExitCode`), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import pathlib
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -21,14 +24,21 @@ from ._cli_common import (
     CommandError,
     ExitCode,
     add_queue_options,
+    display_url,
     int_between,
+    is_postgres_url,
     open_cli_queue,
+    postgres_names,
+    queue_url,
     seconds,
 )
 from ._cli_jobs import add_job_commands
 from ._cli_worker import add_worker_command
 from .demo import run_demo
 from .errors import BackendError, InvalidJobError, JobNotFoundError, JobworkerError
+from .queues._postgres_schema import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from .queues._sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from .redact import mask_secrets
 
 __all__ = ["ExitCode", "build_parser", "main"]
 
@@ -36,7 +46,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 EPILOG = """\
 The queue: every command but demo takes --queue URL (memory:, sqlite:///PATH or
-postgresql://...), after the command name; it defaults to $JOBWORKER_QUEUE.
+postgresql://...), with --schema and --prefix, before or after the command name;
+it defaults to $JOBWORKER_QUEUE. Passwords in URLs are masked in all output.
 
 exit status:
   0    ok (worker: stopped by a signal after every current job ended)
@@ -54,7 +65,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors take one line, with a pointer to ``--help``."""
 
     def error(self, message: str) -> NoReturn:
-        """Print *message* on one line and exit with status 2."""
+        """Print *message* (any password masked) on one line and exit with status 2."""
+        message = mask_secrets(message)
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -122,16 +134,56 @@ def _add_demo(subcommands: argparse._SubParsersAction[_Parser]) -> None:
     parser.set_defaults(handler=_demo)
 
 
+def _sqlite_version(path: str) -> int | None:
+    """Return the schema version of the SQLite file at *path*, read only (``None``: none)."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return None
+    uri = pathlib.Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            row = conn.execute(
+                "SELECT value FROM jobworker_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        return None if row is None else int(row[0])
+    except (sqlite3.Error, ValueError):
+        return None  # opening the queue below says what is wrong with the file
+
+
+def _migrated(found: int | None, current: int) -> str:
+    """Say what migrating from schema version *found* (``None`` or 0: none) did."""
+    if not found:
+        return f"created the tables at schema version {current}"
+    if found < current:
+        return f"upgraded the tables from schema version {found} to {current}"
+    return f"the tables were already at the current schema version {current}"
+
+
 def _migrate(args: argparse.Namespace) -> int:
-    """Create or upgrade the tables of a durable queue."""
+    """Create or upgrade the tables of a durable queue; say which it did."""
     if args.url is not None:
-        if args.queue is not None:
+        if args.queue is not None and args.queue != args.url:
             raise CommandError("give the URL once: as an argument or with --queue", ExitCode.USAGE)
         args.queue = args.url
-    queue = open_cli_queue(args, create=True, postgres={"migrate": True, "notify": False})
-    queue.close()
-    url = args.queue or os.environ.get("JOBWORKER_QUEUE", "")
-    print(f"jobworker migrate: {url.split('@')[-1]} is at the current schema")
+    url = queue_url(args)
+    if is_postgres_url(url):
+        # Imported here: psycopg is optional (jobworker[postgres]).
+        from ._cli_postgres import migrate_tables  # noqa: PLC0415
+
+        names = postgres_names(args)
+        found: int | None = migrate_tables(url, names)
+        current = POSTGRES_SCHEMA_VERSION
+        where = f"{display_url(url)} (schema {names.schema}, prefix {names.prefix})"
+    elif url.startswith("sqlite:///"):
+        found = _sqlite_version(url.removeprefix("sqlite:///"))
+        open_cli_queue(args, create=True).close()
+        current = SQLITE_SCHEMA_VERSION
+        where = display_url(url)
+    else:
+        raise CommandError(
+            f"{display_url(url)} is not a durable queue: give sqlite:///PATH or postgresql://...",
+            ExitCode.USAGE,
+        )
+    print(f"jobworker migrate: {where}: {_migrated(found, current)}")
     return ExitCode.OK
 
 
@@ -160,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also before the command's name, as in `jobworker --queue URL list`.
+    add_queue_options(parser, subcommand=False)
     subcommands = parser.add_subparsers(
         title="commands", dest="command", required=True, metavar="COMMAND"
     )
@@ -207,5 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return int(ExitCode.FAILURE)
-    print(f"{name}: {_one_line(message)}", file=sys.stderr)
+    # Masked here, once for every error: a driver's message may quote the DSN.
+    print(f"{name}: {mask_secrets(_one_line(message))}", file=sys.stderr)
     return int(code)

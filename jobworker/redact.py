@@ -26,9 +26,12 @@ MASK: Final = "***"
 # host part, so a password holding '@' or ':' is masked whole.
 _USERINFO: Final = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^/?#\s]*@")
 # password=value in a query string (?password=...&) or a key/value string;
-# a quoted value may hold spaces and escaped quotes.
+# a quoted value may hold spaces and escaped quotes. An unquoted value stops
+# before a quote that ends the text or a word: the closing quote of a quoted
+# URL (a repr in a message) stays, so masking twice changes nothing more.
 _KEYWORD: Final = re.compile(
-    r"(?P<head>(?:^|[?&;\s,(])password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^&;\s,)]*)",
+    r"(?P<head>(?:^|[?&;\s,(])password\s*=\s*)"
+    r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^&;\s,)]*?(?=['\"]?(?:[&;\s,)]|$)))",
     re.IGNORECASE,
 )
 

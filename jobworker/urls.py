@@ -14,6 +14,7 @@ from typing import Any
 from .queues.base import JobQueue
 from .queues.memory import MemoryQueue
 from .queues.sqlite import SQLiteQueue
+from .redact import mask_secrets
 
 __all__ = ["open_queue"]
 
@@ -38,4 +39,6 @@ def open_queue(url: str, **options: Any) -> JobQueue:
         from .queues.postgres import PostgresQueue  # noqa: PLC0415
 
         return PostgresQueue(url, **options)
-    raise ValueError(f"unknown queue URL {url!r}: use memory:, sqlite:///PATH or postgresql://...")
+    raise ValueError(
+        f"unknown queue URL {mask_secrets(url)!r}: use memory:, sqlite:///PATH or postgresql://..."
+    )

@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import PendingJob
+from ..redact import mask_secrets
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
 from ._rows import COLUMNS, N_COLUMNS, from_us, values_of
 from ._sql import SQLQueue, Tx
@@ -149,9 +150,9 @@ class PostgresQueue(SQLQueue):
         try:
             self._pool.open(wait=True, timeout=10.0)
         except psycopg.Error as exc:
-            raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
         except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
-            raise BackendError(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
         if database_clock:
             self.clock = DatabaseClock(conninfo)
         try:
@@ -186,8 +187,9 @@ class PostgresQueue(SQLQueue):
         if found != SCHEMA_VERSION:
             state = "missing" if found is None else f"at version {found}"
             raise BackendError(
-                f"the jobworker tables {self.names.jobs} are {state}, not at version "
-                f"{SCHEMA_VERSION}: run `jobworker migrate` or pass migrate=True"
+                f"the jobworker tables {self.names.jobs} and {self.names.meta} are {state} "
+                f"(this release needs version {SCHEMA_VERSION}): create them with "
+                f"PostgresQueue(..., migrate=True) or the `jobworker migrate` command"
             )
 
     # -- the dialect -------------------------------------------------------------------------

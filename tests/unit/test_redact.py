@@ -50,3 +50,20 @@ def test_keeps_the_rest_of_the_url() -> None:
         "postgresql://app:***@db:5432/jobs?sslmode=require&x=1"
     )
     assert mask_secrets("host=db password=pw dbname=jobs") == "host=db password=*** dbname=jobs"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        repr(f"postgresql://app:{SECRET}@db/jobs?password={SECRET}"),
+        repr(f"postgresql:///jobs?PASSWORD={SECRET}"),
+        f'"host=db password={SECRET}"',
+    ],
+)
+def test_masking_twice_changes_nothing_more(text: str) -> None:
+    # A message masked once may be masked again where it is printed: the
+    # closing quote of a quoted URL must survive.
+    once = mask_secrets(text)
+    assert SECRET not in once
+    assert mask_secrets(once) == once
+    assert once[-1] == text[-1]
