@@ -29,6 +29,7 @@ __all__ = [
     "postgres_names",
     "parse_duration",
     "parse_when",
+    "positive_duration",
 ]
 
 #: The environment variable ``--queue`` defaults to.
@@ -200,7 +201,11 @@ def open_cli_queue(
         raise CommandError(str(exc), ExitCode.USAGE) from exc
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)")
+_DURATION = re.compile(r"([-+]?)(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d|w)")
+
+#: What argparse must take as a value, not an option, though it starts with
+#: "-": a negative number or duration (``--offset -5``, ``--run-after -5m``).
+NEGATIVE_VALUE: Final = re.compile(r"^-(\d+(\.\d*)?|\.\d+)\s*[smhdw]?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -212,8 +217,10 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
 
     return parse
@@ -237,15 +244,26 @@ def seconds(*, zero: bool) -> Callable[[str], float]:
 def parse_duration(text: str) -> float:
     """Return the seconds of a duration such as ``90s``, ``15m``, ``12h``, ``7d`` or ``2w``.
 
-    >>> parse_duration("15m"), parse_duration("1.5h")
-    (900.0, 5400.0)
+    A leading ``-`` makes it negative (``-5m``: five minutes ago).
+
+    >>> parse_duration("15m"), parse_duration("1.5h"), parse_duration("-5m")
+    (900.0, 5400.0, -300.0)
     """
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(
             f"expected a duration such as 90s, 15m, 12h or 7d, got {text!r}"
         )
-    return float(match[1]) * _UNITS[match[2]]
+    value = float(match[2]) * _UNITS[match[3]]
+    return -value if match[1] == "-" else value
+
+
+def positive_duration(text: str) -> float:
+    """Return the seconds of a duration that must not be negative (see :func:`parse_duration`)."""
+    value = parse_duration(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
 
 
 def parse_when(text: str, *, now: _dt.datetime) -> _dt.datetime:
@@ -254,6 +272,8 @@ def parse_when(text: str, *, now: _dt.datetime) -> _dt.datetime:
     >>> now = _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)
     >>> parse_when("10m", now=now).isoformat()
     '2026-01-01T00:10:00+00:00'
+    >>> parse_when("-5m", now=now).isoformat()
+    '2025-12-31T23:55:00+00:00'
     >>> parse_when("2026-01-02T09:00:00Z", now=now).isoformat()
     '2026-01-02T09:00:00+00:00'
     """

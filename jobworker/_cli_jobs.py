@@ -16,8 +16,8 @@ from ._cli_common import (
     add_queue_options,
     int_between,
     open_cli_queue,
-    parse_duration,
     parse_when,
+    positive_duration,
 )
 from ._console import print_fields, print_table
 from .errors import DuplicateJobError, JobNotFoundError, StaleJobError
@@ -72,7 +72,17 @@ def _summary(job: AnyJob) -> str:
     return ""
 
 
-_LIST_HEADERS = ("ID", "TYPE", "STATUS", "PRIORITY", "RETRIES", "CREATED", "USER", "INFO")
+_LIST_HEADERS = (
+    "ID",
+    "TYPE",
+    "STATUS",
+    "PRIORITY",
+    "RETRIES",
+    "CREATED",
+    "RUN AFTER",
+    "USER",
+    "INFO",
+)
 
 
 def _row(job: AnyJob) -> list[str]:
@@ -84,6 +94,7 @@ def _row(job: AnyJob) -> list[str]:
         str(meta.priority),
         f"{meta.retry_count}/{meta.max_retries}",
         _time(meta.created),
+        _time(meta.run_after),
         meta.user_id or "-",
         _summary(job)[:80],
     ]
@@ -277,7 +288,8 @@ def add_job_commands(subcommands: Any) -> None:
         "--run-after",
         metavar="WHEN",
         default=None,
-        help="not before: a duration from now (10m) or an ISO 8601 time with a zone",
+        help="not before: a duration from now (10m, or -5m: five minutes ago) or an "
+        "ISO 8601 time with a zone",
     )
     enqueue.add_argument(
         "--max-retries",
@@ -357,7 +369,7 @@ def add_job_commands(subcommands: Any) -> None:
     )
     prune.add_argument(
         "--older-than",
-        type=parse_duration,
+        type=positive_duration,
         required=True,
         metavar="DURATION",
         help="such as 90s, 15m, 12h, 7d or 2w",

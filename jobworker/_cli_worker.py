@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import traceback
 from typing import Any, NoReturn
 
 from ._cli_common import (
@@ -51,12 +52,14 @@ def load_worker_class(spec: str) -> type[JobWorker]:
         sys.path.insert(0, os.getcwd())
     try:
         found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CommandError(f"cannot import {module_name!r}: {exc}", ExitCode.USAGE) from None
-    except Exception as exc:  # broad: the module's own code failed; say so in one line
+    except Exception as exc:  # broad: the module's own code failed; say so, and where, in one line
         log.debug("importing %s failed", module_name, exc_info=True)
+        if isinstance(exc, ImportError) and exc.name and f"{module_name}.".startswith(f"{exc.name}."):
+            # The module itself (or its package) is not there: no file to point at.
+            raise CommandError(f"cannot import {module_name!r}: {exc}", ExitCode.USAGE) from None
         raise CommandError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", ExitCode.USAGE
+            f"importing {module_name!r} failed{_where(exc)}: {type(exc).__name__}: {exc}",
+            ExitCode.USAGE,
         ) from None
     for part in attribute.split("."):
         try:
@@ -70,6 +73,20 @@ def load_worker_class(spec: str) -> type[JobWorker]:
             f"{spec} is abstract: it must implement the three methods", ExitCode.USAGE
         )
     return found
+
+
+def _where(exc: BaseException) -> str:
+    """Return `` at FILE:LINE``, where *exc* was raised in the imported code (or ``""``)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" at {exc.filename}:{exc.lineno}"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen ")  # importlib's own machinery
+    ]
+    if not frames:
+        return ""
+    return f" at {frames[-1].filename}:{frames[-1].lineno}"
 
 
 def _build(cls: type[JobWorker], queue: Any, options: dict[str, Any], spec: str) -> JobWorker:
@@ -90,9 +107,11 @@ class _CommandRunner(Runner):
     def start(self) -> None:
         super().start()  # run() installs the signal handlers before it calls start()
         names = sorted({worker.get_worker_name() for worker in self.workers})
+        count = len(self.workers)
         log.info(
-            "jobworker worker: %d worker threads (%s) running on %s, pid %d",
-            len(self.workers),
+            "jobworker worker: %d worker thread%s (%s) running on %s, pid %d",
+            count,
+            "" if count == 1 else "s",
             ", ".join(names),
             self.url,
             os.getpid(),
@@ -156,10 +175,11 @@ def _worker(args: argparse.Namespace) -> int:
     lease = queue.lease_duration
     if len(signals) >= 2:
         log.warning(
-            "jobworker worker: stopped now; jobs left to their leases, recovered within %.0f s "
-            "(as last seen: a job claimed at that instant may be missing): %s",
-            lease,
+            "jobworker worker: stopped now, without waiting for the jobs in progress. "
+            "Jobs left unfinished: %s. Another worker runs them again once their "
+            "leases expire, within %.0f s.",
             ", ".join(held) or "none",
+            lease,
         )
         _exit_now(128 + signals[-1])
     log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -20,7 +21,10 @@ _STATUS_STYLES = {
 }
 
 
-_NO_WRAP = frozenset({"STATUS", "PRIORITY", "RETRIES", "JOBS"})
+_NO_WRAP = frozenset({"STATUS", "JOBS"})
+# Kept whole at their full width, whatever the terminal's: an id is copied
+# from the table and pasted into the next command.
+_WHOLE = frozenset({"ID"})
 
 
 def _cell(header: str, value: str) -> Text:
@@ -37,9 +41,15 @@ def print_rich_table(
     title: str | None = None,
 ) -> None:
     """Print *rows* as a rich table on *stream*."""
-    table = Table(title=title, header_style="bold")
-    for header in headers:
-        # Short fixed columns stay whole; ids, times and text fold on a narrow terminal.
+    # Light rules and one space of padding: the id column alone takes 34 of
+    # an 80-column terminal.
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for index, header in enumerate(headers):
+        if header in _WHOLE:
+            width = max([len(header), *(len(row[index]) for row in rows)])
+            table.add_column(header, no_wrap=True, overflow="ignore", min_width=width)
+            continue
+        # Short fixed columns stay whole; times and text fold on a narrow terminal.
         table.add_column(header, overflow="fold", no_wrap=header in _NO_WRAP)
     for row in rows:
         cells = [_cell(header, cell) for header, cell in zip(headers, row, strict=True)]

@@ -17,11 +17,12 @@ import pathlib
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from ._cli_common import (
     CommandError,
+    NEGATIVE_VALUE,
     ExitCode,
     add_queue_options,
     display_url,
@@ -62,7 +63,16 @@ exit status:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors take one line, with a pointer to ``--help``."""
+    """An ArgumentParser whose errors take one line, with a pointer to ``--help``.
+
+    A value such as ``-5`` or ``-5m`` is taken as a value, not an option.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse's private hook (every supported Python has it): its own
+        # pattern takes -5 but not -5m, and -5m would then "expect one argument".
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str) -> NoReturn:
         """Print *message* (any password masked) on one line and exit with status 2."""

@@ -194,7 +194,7 @@ class Runner:
             self._changed.take(remaining)
         if self._stop_now.is_set() and len(self._signals) > 1:
             name = signal.Signals(self._signals[-1]).name
-            log.warning("received %s again; stopping now, jobs left to their leases", name)
+            log.warning("received %s again: stopping now, without waiting for the jobs", name)
         # Each stop() below returns at once: its thread has ended, or the
         # deadline passed or stop_now() was called, and it gives the job up.
         return all([worker.stop(0.0) for worker in self.workers])

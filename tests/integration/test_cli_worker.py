@@ -77,7 +77,7 @@ class WorkerProcess:
             return found[0]
 
     def wait_ready(self) -> None:
-        self.wait_for_line(lambda line: "worker threads" in line and "running on" in line)
+        self.wait_for_line(lambda line: "worker thread" in line and "running on" in line)
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
