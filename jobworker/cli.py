@@ -171,7 +171,7 @@ def _migrated(found: int | None, current: int) -> str:
 def _migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the tables of a durable queue; say which it did."""
     if args.url is not None:
-        if args.queue is not None and args.queue != args.url:
+        if args.queue is not None:
             raise CommandError("give the URL once: as an argument or with --queue", ExitCode.USAGE)
         args.queue = args.url
     url = queue_url(args)

@@ -49,7 +49,7 @@ def url(tmp_path: pathlib.Path) -> str:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     proc = jobworker("migrate", url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"jobworker migrate: {url} is at the current schema\n"
+    assert proc.stdout == f"jobworker migrate: {url}: created the tables at schema version 1\n"
     return url
 
 
@@ -85,6 +85,8 @@ def test_enqueue_list_show_stats(url: str) -> None:
         "PRIORITY",
         "RETRIES",
         "CREATED",
+        "RUN",
+        "AFTER",
         "USER",
         "INFO",
     ]
@@ -190,7 +192,7 @@ def test_prune_deletes_old_terminal_jobs_only(url: str) -> None:
         (["enqueue", "t", "--run-after", "2026-01-01T09:00:00"], "time zone"),
         (["enqueue", ""], "metadata.type must be a non-empty string"),
         (["list", "--status", "lost"], "invalid choice"),
-        (["list", "--limit", "-1"], "must be from 0"),
+        (["list", "--limit", "-1"], "must be >= 0"),
         (["prune"], "--older-than"),
         (["prune", "--older-than", "7 days"], "expected a duration"),
         (["show"], "the following arguments are required: id"),
