@@ -3,7 +3,7 @@
 One place decides, so the backend and the worker use the same classes as the
 ``@task`` decorator the project imports. Django 6 ships ``django.tasks``; on
 Django 5.2 the backport (``pip install django-tasks``, part of the
-``jobworker[django]`` extra on Python < 3.12) provides the same API.
+``jobworker[django]`` extra) provides the same API.
 """
 
 from __future__ import annotations
