@@ -68,7 +68,7 @@ class CommandError(Exception):
 
 
 #: The queue options and their defaults, shared by the command and its subcommands.
-QUEUE_DEFAULTS: Final = {"queue": None, "schema": "public", "prefix": "jobworker_"}
+QUEUE_DEFAULTS: Final[dict[str, str | None]] = {"queue": None, "schema": "public", "prefix": "jobworker_"}
 
 
 def add_queue_options(parser: argparse.ArgumentParser, *, subcommand: bool = True) -> None:
@@ -126,7 +126,7 @@ def migrate_command(args: argparse.Namespace) -> str:
     for name in ("schema", "prefix"):
         value = getattr(args, name, QUEUE_DEFAULTS[name])
         if value != QUEUE_DEFAULTS[name]:
-            words += [f"--{name}", shlex.quote(value)]
+            words += [f"--{name}", shlex.quote(str(value))]
     return " ".join(words)
 
 

@@ -355,6 +355,17 @@ class SQLQueue(JobQueue):
         self._notify()
         return created
 
+    def _get_in(self, tx: Tx, job_id: JobId | str) -> AnyJob | None:
+        """Return the job *job_id* as the transaction *tx* sees it; for ``get_job(connection=)``.
+
+        Reads only: a row that does not decode raises rather than being set
+        aside, which would write in the caller's transaction.
+        """
+        if not findable(job_id):
+            return None
+        row = tx.execute(self._select("id = ?"), (job_id,)).fetchone()
+        return None if row is None else self._decode(row_to_job(row))
+
     def get_job(self, job_id: JobId | str) -> AnyJob | None:
         self._recover_if_due()
         if not findable(job_id):

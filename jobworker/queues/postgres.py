@@ -27,7 +27,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
-from ..model import PendingJob
+from ..model import AnyJob, JobId, PendingJob
 from ..redact import mask_secrets
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
 from ._rows import COLUMNS, N_COLUMNS, from_us, values_of
@@ -315,6 +315,21 @@ class PostgresQueue(SQLQueue):
         except psycopg.Error as exc:
             raise self._error("insert failed", exc) from exc
         return created
+
+    def get_job(self, job_id: JobId | str, *, connection: Any = None) -> AnyJob | None:
+        """Return the job with *job_id*; with *connection*, as its transaction sees it.
+
+        With ``connection`` (a psycopg connection, such as Django's inside
+        ``transaction.atomic()``), the job is read through it, so a job that
+        connection created and has not yet committed is found. Otherwise as
+        :meth:`JobQueue.get_job`.
+        """
+        if connection is None:
+            return super().get_job(job_id)
+        try:
+            return self._get_in(connection, job_id)
+        except psycopg.Error as exc:
+            raise self._error("read failed", exc) from exc
 
     # -- notifications --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
-from ..model import P, PendingJob
+from ..model import AnyJob, JobId, P, PendingJob
 from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
 from ._sqlite_schema import SCHEMA_VERSION, check_schema, migrate
@@ -240,6 +240,26 @@ class SQLiteQueue(SQLQueue):
         except sqlite3.Error as exc:
             raise self._error("insert failed", exc) from exc
         return created
+
+    def get_job(self, job_id: JobId | str, *, connection: Any = None) -> AnyJob | None:
+        """Return the job with *job_id*; with *connection*, as its transaction sees it.
+
+        With ``connection`` (an :class:`sqlite3.Connection` to this queue's
+        file, such as Django's inside ``transaction.atomic()``), the job is
+        read through it, so a job that connection created and has not yet
+        committed is found. Otherwise as :meth:`JobQueue.get_job`.
+        """
+        if connection is None:
+            return super().get_job(job_id)
+        if not isinstance(connection, sqlite3.Connection):
+            raise TypeError(
+                f"connection must be an sqlite3.Connection, got {type(connection).__name__}"
+            )
+        self._check_same_file(connection)
+        try:
+            return self._get_in(connection, job_id)
+        except sqlite3.Error as exc:
+            raise self._error("read failed", exc) from exc
 
     def _check_same_file(self, connection: sqlite3.Connection) -> None:
         try:

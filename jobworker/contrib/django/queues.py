@@ -14,13 +14,21 @@ from typing import Any, Final
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
-from ...model import P, PendingJob, new_job
+from ...model import AnyJob, P, PendingJob, new_job
 from ...queues._sqlite_schema import migrate as migrate_sqlite
 from ...queues.base import JobQueue
 from ...queues.sqlite import SQLiteQueue
 from .conf import get_settings
 
-__all__ = ["close_queues", "create_tables", "drop_tables", "enqueue", "enqueue_job", "get_queue"]
+__all__ = [
+    "close_queues",
+    "create_tables",
+    "drop_tables",
+    "enqueue",
+    "enqueue_job",
+    "get_queue",
+    "read_job",
+]
 
 _lock = threading.Lock()
 # (alias, where the database is) -> the open queue; guarded by _lock.
@@ -87,15 +95,17 @@ def get_queue(using: str | None = None) -> JobQueue:
         return queue
 
 
-def close_queues() -> None:
-    """Close every queue :func:`get_queue` opened; the next call opens them anew.
+def close_queues(using: str | None = None) -> None:
+    """Close the queues :func:`get_queue` opened; the next call opens them anew.
 
-    Called when ``DATABASES`` or ``JOBWORKER`` change (``override_settings``).
-    Stop the workers that use the queues first.
+    Every queue, or those of the database alias *using*. Called when
+    ``DATABASES`` or ``JOBWORKER`` change (``override_settings``) and before
+    Django's test runner destroys a test database. Stop the workers that use
+    the queues first.
     """
     with _lock:
-        queues = list(_queues.values())
-        _queues.clear()
+        keys = [key for key in _queues if using is None or key[0] == using]
+        queues = [_queues.pop(key) for key in keys]
     for queue in queues:
         queue.close()
 
@@ -130,6 +140,30 @@ def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P
     # idle workers at once, SQLite's included.
     transaction.on_commit(queue.wake, using=alias)
     return created
+
+
+def read_job(job_id: str, *, using: str | None = None) -> AnyJob | None:
+    """Return the job *job_id* in the queue of database *using*, or ``None``.
+
+    Inside ``transaction.atomic()`` on that database, the job is read
+    through the same connection :func:`enqueue_job` writes through, so a job
+    enqueued in this transaction (a ``TestCase``, ``ATOMIC_REQUESTS``) is
+    found. Outside a transaction, as :meth:`JobQueue.get_job`.
+    """
+    alias = get_settings().database if using is None else using
+    queue = get_queue(alias)
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        return queue.get_job(job_id)
+    if connection.vendor == _SQLITE:
+        assert isinstance(queue, SQLiteQueue)
+        connection.ensure_connection()
+        return queue.get_job(job_id, connection=connection.connection)
+    from ...queues.postgres import PostgresQueue  # noqa: PLC0415
+    from . import _postgres  # noqa: PLC0415
+
+    assert isinstance(queue, PostgresQueue)
+    return queue.get_job(job_id, connection=_postgres.raw_connection(connection))
 
 
 def enqueue(

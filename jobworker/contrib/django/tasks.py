@@ -14,18 +14,28 @@ A task becomes a job in the project's queue (:func:`~jobworker.contrib.django.ge
 of type ``"task:<queue_name>"``, with the task's priority and ``run_after``;
 enqueued inside ``transaction.atomic()``, it exists only if the transaction
 commits. A :class:`TaskWorker` runs it; the result id is the job id.
+
+No name stored in a job is ever imported: a job names its task, and the task
+is looked up among those this process defined (each ``@task`` function of
+this backend is registered when its module is imported; the app imports the
+``tasks`` module of every installed app at startup). A job naming any other
+task fails with :class:`UnknownTaskError`.
+
+Threads: ``_registry_lock`` guards ``_registry``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import re
+import threading
 import traceback
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from ...errors import JobworkerError
 from ...model import (
@@ -54,10 +64,17 @@ from ._tasks_api import (
     task_finished,
     task_started,
 )
-from .queues import enqueue_job, get_queue
+from .queues import enqueue_job, get_queue, read_job
 from .workers import DjangoJobWorker
 
-__all__ = ["JOB_TYPE_PREFIX", "JobworkerBackend", "TaskFailedError", "TaskWorker"]
+__all__ = [
+    "JOB_TYPE_PREFIX",
+    "JobworkerBackend",
+    "TaskFailedError",
+    "TaskWorker",
+    "UnknownTaskError",
+    "get_registered_task",
+]
 
 #: A task on queue ``q`` is a job of type ``JOB_TYPE_PREFIX + q``.
 JOB_TYPE_PREFIX: Final = "task:"
@@ -93,6 +110,58 @@ class TaskFailedError(JobworkerError):
         if len(trace) > room:
             trace = "...\n" + trace[len(trace) - room + 4 :]
         super().__init__(f"{head}\n\n{trace}")
+
+
+class UnknownTaskError(JobworkerError, LookupError):
+    """A job names a task that this process never defined; nothing was imported.
+
+    Only ``@task`` functions of a :class:`JobworkerBackend` whose module this
+    process imported (the ``tasks`` module of an installed app, or a module
+    the project's code imports) run.
+    """
+
+    def __init__(self, name: object) -> None:
+        super().__init__(
+            f"no task {name!r} is defined in this process: only the @task functions of "
+            f"modules the project imports (such as each installed app's tasks module) run, "
+            f"and a job's task name is never imported"
+        )
+        self.name = name
+
+
+_registry_lock = threading.Lock()
+# module path -> the task as its module defined it; guarded by _registry_lock.
+_registry: dict[str, Task[Any, Any]] = {}
+
+
+def get_registered_task(name: object) -> Task[Any, Any] | None:
+    """Return the task this process defined with the module path *name*, or ``None``.
+
+    Thread-safe; never imports anything.
+    """
+    if not isinstance(name, str):
+        return None
+    with _registry_lock:
+        return _registry.get(name)
+
+
+def unknown_task(*args: Any, **kwargs: Any) -> NoReturn:
+    """Stand in, in a result, for a task this process does not know; calling it raises.
+
+    :raises UnknownTaskError: always.
+    """
+    raise UnknownTaskError("an unknown task")
+
+
+def _local(value: _dt.datetime | None) -> _dt.datetime | None:
+    """Return the stored (UTC) time *value* as Django's settings want it.
+
+    With ``USE_TZ = False``, naive and in ``TIME_ZONE``, as Django's own
+    fields are; aware otherwise.
+    """
+    if value is None or settings.USE_TZ:
+        return value
+    return timezone.make_naive(value)
 
 
 def _task_error(stored: str) -> TaskError:
@@ -136,6 +205,13 @@ class JobworkerBackend(BaseTaskBackend):
             )
         self.max_retries: int = max_retries
 
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        """Check *task* as Django does, then register it: jobs may name it from now on."""
+        super().validate_task(task)
+        if task.func is not unknown_task:
+            with _registry_lock:
+                _registry[task.module_path] = task
+
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         """Store *task* with its arguments as a job; return its result, ``READY``.
 
@@ -165,9 +241,14 @@ class JobworkerBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult[Any]:
         """Return the result of the task whose id is *result_id*, as stored now.
 
+        Inside ``transaction.atomic()`` the job is read through the
+        connection that enqueued it, so a task enqueued in this transaction is
+        found. Imports nothing: a job naming a task this process does not
+        know gives a result whose task is :func:`unknown_task`.
+
         :raises TaskResultDoesNotExist: no task of this backend has that id.
         """
-        job = get_queue().get_job(result_id) if isinstance(result_id, str) else None
+        job = read_job(result_id) if isinstance(result_id, str) else None
         if job is None or not self._owns(job):
             raise TaskResultDoesNotExist(result_id)
         return self._result(job)
@@ -180,18 +261,32 @@ class JobworkerBackend(BaseTaskBackend):
             and params.get("backend") == self.alias
         )
 
-    def _task(self, job: AnyJob) -> Task[Any, Any]:
-        """Return the :class:`Task` a job runs, as it was enqueued."""
-        found = import_string(job.params["task"])
-        if not isinstance(found, Task):
-            raise TypeError(f"{job.params['task']!r} is not a task")
+    def _task(self, job: AnyJob, *, strict: bool = False) -> Task[Any, Any]:
+        """Return the :class:`Task` a job runs, as it was enqueued; never imports.
+
+        :raises UnknownTaskError: (*strict* only) this process defined no such
+            task; otherwise :func:`unknown_task` stands in for it.
+        """
+        name = job.params["task"]
+        found = get_registered_task(name)
+        if found is None:
+            if strict:
+                raise UnknownTaskError(name)
+            found = Task(
+                func=unknown_task,
+                priority=job.metadata.priority,
+                backend=self.alias,
+                queue_name=job.metadata.type.removeprefix(JOB_TYPE_PREFIX),
+                run_after=None,
+                takes_context=False,
+            )
         run_after = job.metadata.run_after if job.metadata.retry_count == 0 else None
         return dataclasses.replace(
             found,
             priority=job.metadata.priority,
             queue_name=job.metadata.type.removeprefix(JOB_TYPE_PREFIX),
             backend=self.alias,
-            run_after=run_after,
+            run_after=_local(run_after),
         )
 
     def _result(self, job: AnyJob, task: Task[Any, Any] | None = None) -> TaskResult[Any]:
@@ -221,10 +316,10 @@ class JobworkerBackend(BaseTaskBackend):
             task=self._task(job) if task is None else task,
             id=job.metadata.id,
             status=_STATUS[job.status],
-            enqueued_at=job.metadata.created,
-            started_at=started,
-            finished_at=completed,
-            last_attempted_at=started,
+            enqueued_at=_local(job.metadata.created),
+            started_at=_local(started),
+            finished_at=_local(completed),
+            last_attempted_at=_local(started),
             args=job.params["args"],
             kwargs=job.params["kwargs"],
             backend=self.alias,
@@ -289,6 +384,7 @@ class TaskWorker(DjangoJobWorker):
 
         :raises TaskFailedError: the task function raised.
         """
+        self.backend._task(job, strict=True)  # an unknown task fails here, unimported
         result = self.backend._result(job)
         task = result.task
         task_started.send(type(self.backend), task_result=result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobworker.contrib.django.conf import get_settings
@@ -60,19 +61,23 @@ class Command(BaseCommand):
         if concurrency < 1:
             raise CommandError(f"--concurrency must be >= 1, got {concurrency}")
         paths = options["workers"]
-        workers = build_workers(paths, concurrency=concurrency)
-        if options["tasks"]:
-            # Imported here: the Tasks framework is needed only for --tasks.
-            from jobworker.contrib.django.tasks import TaskWorker  # noqa: PLC0415
+        try:
+            workers = build_workers(paths, concurrency=concurrency)
+            if options["tasks"]:
+                # Imported here: the Tasks framework is needed only for --tasks.
+                from jobworker.contrib.django.tasks import TaskWorker  # noqa: PLC0415
 
-            workers += [
-                TaskWorker(
-                    backend=options["backend"],
-                    queue_names=options["queue_names"],
-                    **conf.worker_options,
-                )
-                for _ in range(concurrency)
-            ]
+                workers += [
+                    TaskWorker(
+                        backend=options["backend"],
+                        queue_names=options["queue_names"],
+                        **conf.worker_options,
+                    )
+                    for _ in range(concurrency)
+                ]
+        except ImproperlyConfigured as exc:
+            # A bad --worker path or setting: one line, not a traceback.
+            raise CommandError(str(exc)) from exc
         if not workers:
             raise CommandError(
                 "no workers to run: set JOBWORKER['WORKERS'], or pass --worker or --tasks"
