@@ -35,6 +35,10 @@ from django.test.utils import (  # noqa: E402
 from jobworker.contrib.django import close_queues, stop_workers  # noqa: E402
 from tests.conftest import POSTGRES_DSN, require_postgres  # noqa: E402
 
+# Never imported by the tests (not even to collect doctests): test_hardening
+# checks that no job makes the process import them.
+collect_ignore = ["hostile"]
+
 #: How long a test waits for a worker thread, at most.
 TIMEOUT = 30.0
 

@@ -1,0 +1,23 @@
+"""A Django TestCase on PostgreSQL, run by ``manage.py test`` in test_hardening.
+
+It opens the queue (its pool and its LISTEN connection) on the test
+database; the runner must still drop that database at the end.
+"""
+
+from __future__ import annotations
+
+from django.test import TestCase
+
+from jobworker.contrib.django import enqueue, get_queue
+from jobworker.contrib.django.queues import read_job
+
+
+class QueueOnPostgres(TestCase):
+    databases = {"default", "postgres"}
+
+    def test_enqueue_and_read(self) -> None:
+        queue = get_queue("postgres")
+        assert queue.get_stats()["pending"] == 0  # through the queue's own pool
+        job = enqueue("ship", {"order": 1}, using="postgres")
+        found = read_job(job.metadata.id, using="postgres")
+        assert found is not None and found.status == "pending"
