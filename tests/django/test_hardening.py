@@ -26,13 +26,8 @@ from django.utils import timezone
 from jobworker import RetryPolicy
 from jobworker.contrib.django import enqueue
 from jobworker.contrib.django._tasks_api import TaskResultStatus
-from jobworker.contrib.django.tasks import (
-    JOB_TYPE_PREFIX,
-    TaskWorker,
-    UnknownTaskError,
-    get_registered_task,
-    unknown_task,
-)
+from jobworker.contrib.django import tasks as backend
+from jobworker.contrib.django.tasks import JOB_TYPE_PREFIX, TaskWorker
 from jobworker.testing import run_pending
 from tests.conftest import require_postgres
 from tests.django.shop import tasks
@@ -66,7 +61,7 @@ def test_a_job_never_makes_the_process_import_its_task_name(db: str, name: str) 
     job_id = _hostile_job(name)
     result = default_task_backend.get_result(job_id)
     assert result.status == TaskResultStatus.READY
-    assert result.task.func is unknown_task
+    assert result.task.func is backend.unknown_task
     assert not _imported()
     [outcome] = run_pending(TaskWorker(retry_policy=RetryPolicy.immediate()), fail_fast=False)
     assert outcome.status == "failed"
@@ -79,15 +74,15 @@ def test_a_job_never_makes_the_process_import_its_task_name(db: str, name: str) 
 
 
 def test_an_unknown_task_raises_a_clear_error() -> None:
-    with pytest.raises(UnknownTaskError, match="is defined in this process"):
-        unknown_task()  # stands in for it in a result
-    error = UnknownTaskError("x.y")
+    with pytest.raises(backend.UnknownTaskError, match="is defined in this process"):
+        backend.unknown_task()  # stands in for it in a result
+    error = backend.UnknownTaskError("x.y")
     assert isinstance(error, LookupError) and error.name == "x.y"
     assert str(error).startswith("no task 'x.y' is defined in this process")
 
 
 def test_defined_tasks_are_registered_and_run(db: str) -> None:
-    assert get_registered_task("tests.django.shop.tasks.add") is not None
+    assert backend.get_registered_task("tests.django.shop.tasks.add") is not None
     result = tasks.add.enqueue(1, 2)
     run_pending(TaskWorker(retry_policy=RetryPolicy.immediate()))
     result.refresh()

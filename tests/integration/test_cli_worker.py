@@ -224,6 +224,9 @@ def test_a_second_signal_stops_at_once_and_another_worker_recovers_the_jobs(
         assert first.finish(timeout=10) == 128 + signum, first.log()
         stop_now = first.wait_for_line(lambda line: "stopped now" in line)
         assert all(job_id in stop_now for job_id in ids)
+        # Plain sentences: what happened, which jobs, and what becomes of them.
+        assert "without waiting for the jobs in progress. Jobs left unfinished: " in stop_now
+        assert "Another worker runs them again once their leases expire, within 2 s." in stop_now
         for job_id in ids:  # still held by the process that is gone
             job = queue.get_job(job_id)
             assert job is not None and job.status == "running"
