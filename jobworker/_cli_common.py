@@ -68,7 +68,11 @@ class CommandError(Exception):
 
 
 #: The queue options and their defaults, shared by the command and its subcommands.
-QUEUE_DEFAULTS: Final[dict[str, str | None]] = {"queue": None, "schema": "public", "prefix": "jobworker_"}
+QUEUE_DEFAULTS: Final[dict[str, str | None]] = {
+    "queue": None,
+    "schema": "public",
+    "prefix": "jobworker_",
+}
 
 
 def add_queue_options(parser: argparse.ArgumentParser, *, subcommand: bool = True) -> None:

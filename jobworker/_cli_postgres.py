@@ -41,7 +41,10 @@ def tables_version(conninfo: str, names: Names, *, timeout: int = 5) -> int | No
 
 
 def migrate_tables(conninfo: str, names: Names, *, timeout: int = 5) -> int:
-    """Create or upgrade the tables *names* in one transaction; return the version found (0: none)."""
+    """Create or upgrade the tables *names* in one transaction; return the version found.
+
+    0 when there were no tables.
+    """
     with _connect(conninfo, timeout) as conn:
         try:
             with conn.transaction():

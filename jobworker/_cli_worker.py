@@ -54,7 +54,11 @@ def load_worker_class(spec: str) -> type[JobWorker]:
         found: Any = importlib.import_module(module_name)
     except Exception as exc:  # broad: the module's own code failed; say so, and where, in one line
         log.debug("importing %s failed", module_name, exc_info=True)
-        if isinstance(exc, ImportError) and exc.name and f"{module_name}.".startswith(f"{exc.name}."):
+        if (
+            isinstance(exc, ImportError)
+            and exc.name
+            and f"{module_name}.".startswith(f"{exc.name}.")
+        ):
             # The module itself (or its package) is not there: no file to point at.
             raise CommandError(f"cannot import {module_name!r}: {exc}", ExitCode.USAGE) from None
         raise CommandError(

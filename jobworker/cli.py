@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._cli_common import (
-    CommandError,
     NEGATIVE_VALUE,
+    CommandError,
     ExitCode,
     add_queue_options,
     display_url,

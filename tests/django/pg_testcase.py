@@ -6,13 +6,15 @@ database; the runner must still drop that database at the end.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.test import TestCase
 
 from jobworker.contrib.django import enqueue, get_queue
 
 
 class QueueOnPostgres(TestCase):
-    databases = {"default", "postgres"}
+    databases: ClassVar[set[str]] = {"default", "postgres"}
 
     def test_enqueue_and_read(self) -> None:
         queue = get_queue("postgres")

@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from jobworker import RetryPolicy
 from jobworker.contrib.django import enqueue
-from jobworker.contrib.django._tasks_api import TaskResultStatus
 from jobworker.contrib.django import tasks as backend
+from jobworker.contrib.django._tasks_api import TaskResultStatus
 from jobworker.contrib.django.tasks import JOB_TYPE_PREFIX, TaskWorker
 from jobworker.testing import run_pending
 from tests.conftest import require_postgres
@@ -162,7 +162,7 @@ def dt_slack() -> object:
 
 
 def test_runworker_with_a_bad_worker_path_is_a_command_error() -> None:
-    with pytest.raises(CommandError, match="cannot import worker 'no.such.Worker'"):
+    with pytest.raises(CommandError, match=r"cannot import worker 'no\.such\.Worker'"):
         call_command("runworker", "--worker", "no.such.Worker")
 
 
@@ -183,9 +183,10 @@ def test_runworker_with_a_bad_worker_path_prints_one_line(tmp_path: pathlib.Path
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
-        proc.stderr.strip().splitlines()[0]
-    ] and "cannot import worker 'no.such.Worker'" in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[0]]
+        and "cannot import worker 'no.such.Worker'" in proc.stderr
+    )
 
 
 # -- 3.6: manage.py test on PostgreSQL ----------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -18,6 +21,8 @@ from jobworker.model import fail
 
 from .conftest import GREETER, MakeApp
 from .sample_app import jobs
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_the_group_lists_its_commands(make_app: MakeApp) -> None:
@@ -142,7 +147,7 @@ def test_the_commands_read_and_change_the_apps_queue(make_app: MakeApp, sqlite_u
         assert result.exit_code == 0, result.output
         return result.output
 
-    assert "current schema" in run("migrate")
+    assert "created the tables at schema version 1" in run("migrate")
     created = json.loads(run("enqueue", "greet", "--params", '{"name": "Flo"}', "--json"))
     job_id = created["metadata"]["id"]
     # The app's own queue sees what the command created, and the other way round.
@@ -183,3 +188,32 @@ def test_a_postgres_queue_passes_its_schema_and_prefix(
         ["stats", "--queue", url, "--schema", "work", "--prefix", "jw_"],
         ["list", "--queue", url, "--schema", "work", "--prefix", "other_"],
     ]
+
+
+def test_a_bad_queue_url_is_one_line_and_status_2(tmp_path: pathlib.Path) -> None:
+    # The real `flask` command, which loads the app itself: the error comes
+    # while it loads, before any jobworker code runs a command.
+    (tmp_path / "badqueue_app.py").write_text(
+        "from flask import Flask\n"
+        "from jobworker.contrib.flask import FlaskJobworker\n"
+        "app = Flask(__name__)\n"
+        "app.config['JOBWORKER_QUEUE'] = 'postgresq://app:S3cr3t@db/app'\n"
+        "FlaskJobworker(app)\n"
+    )
+    env = {**os.environ, "FLASK_APP": "badqueue_app", "PYTHONPATH": str(ROOT)}
+    for command in (["stats"], ["list", "--status", "failed"], ["worker"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "flask", "jobworker", *command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == jobworker.cli.ExitCode.USAGE, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.splitlines() == [
+            "flask jobworker: JOBWORKER_QUEUE: unknown queue URL 'postgresq://app:***@db/app': "
+            "use memory:, sqlite:///PATH or postgresql://..."
+        ]

@@ -102,8 +102,10 @@ def test_the_worker_start_line_masks_the_password(secret_dsn: tuple[str, str]) -
     dsn, schema = secret_dsn
     assert jobworker("migrate", "--queue", dsn, "--schema", schema).returncode == 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobworker", "worker", "tests.integration.cli_workers:SleepWorker"]
-        + ["--queue", dsn, "--schema", schema],
+        [
+            *(sys.executable, "-m", "jobworker", "worker"),
+            *("tests.integration.cli_workers:SleepWorker", "--queue", dsn, "--schema", schema),
+        ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,11 +244,13 @@ def test_negative_values_are_refused_with_a_clear_message(tmp_path: pathlib.Path
 
 def test_an_import_error_in_a_worker_module_shows_file_and_line(tmp_path: pathlib.Path) -> None:
     module = tmp_path / "broken_workers.py"
-    module.write_text(textwrap.dedent("""\
+    module.write_text(
+        textwrap.dedent("""\
         import os
 
         VALUE = {}["missing"]
-        """))
+        """)
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "jobworker", "worker", "broken_workers:W", "--queue", "memory:"],
         cwd=tmp_path,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 import json
 import logging
 import pathlib
+import re
 import threading
 import time
 from typing import Any
@@ -249,7 +249,17 @@ def test_rich_keeps_ids_whole_on_an_80_column_terminal(monkeypatch: pytest.Monke
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.delenv("TERM", raising=False)
     job_id = "c02172b2837c47c0908697f9aa802eba"
-    headers = ("ID", "TYPE", "STATUS", "PRIORITY", "RETRIES", "CREATED", "RUN AFTER", "USER", "INFO")
+    headers = (
+        "ID",
+        "TYPE",
+        "STATUS",
+        "PRIORITY",
+        "RETRIES",
+        "CREATED",
+        "RUN AFTER",
+        "USER",
+        "INFO",
+    )
     row = [job_id, "email.send", "pending", "0", "0/3", "2026-01-01T00:00:00Z", "-", "u1", "x"]
     terminal = TTY()
     _console.print_table(terminal, headers, [row])

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 import click
 from flask import current_app
@@ -21,14 +22,32 @@ from ... import cli as jobworker_cli
 from ..._cli_common import ExitCode
 from ..._logging import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from ...runner import Runner
-from ._config import redact_url
+from ...redact import mask_secrets
+from ._config import ConfigurationError, redact_url
 from ._extension import AppState, get_state
 
 __all__ = ["DELEGATED_COMMANDS", "jobworker_commands"]
 
 log = logging.getLogger("jobworker.contrib.flask")
 
-jobworker_commands = AppGroup(
+class _JobworkerGroup(AppGroup):
+    """The ``flask jobworker`` group: an app that cannot load ends in one line, not a traceback.
+
+    Flask finds the group through the ``flask.commands`` entry point before
+    it loads the app; a subcommand loads it, and a :class:`ConfigurationError`
+    (a bad ``JOBWORKER_QUEUE``, say) then prints one line on standard error
+    and exits with status 2, as the ``jobworker`` command does for bad input.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            click.echo(f"flask jobworker: {mask_secrets(' '.join(str(exc).split()))}", err=True)
+            ctx.exit(ExitCode.USAGE)
+
+
+jobworker_commands = _JobworkerGroup(
     "jobworker",
     help=(
         "Run this app's jobworker workers, and read or manage its queue. "

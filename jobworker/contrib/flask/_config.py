@@ -19,6 +19,7 @@ from ...errors import JobworkerError
 from ...queues.base import JobQueue
 from ...queues.memory import MemoryQueue
 from ...queues.sqlite import SQLiteQueue
+from ...redact import mask_secrets
 from ...worker import JobWorker
 
 __all__ = ["DEFAULTS", "ConfigurationError", "Settings", "read_settings", "redact_url"]
@@ -217,9 +218,4 @@ def _load_worker_class(item: object) -> type[JobWorker]:
 
 def redact_url(url: str) -> str:
     """Return *url* without the password it may carry, for logs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return mask_secrets(url)
