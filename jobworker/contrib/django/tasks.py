@@ -74,6 +74,7 @@ __all__ = [
     "TaskWorker",
     "UnknownTaskError",
     "get_registered_task",
+    "unknown_task",
 ]
 
 #: A task on queue ``q`` is a job of type ``JOB_TYPE_PREFIX + q``.
