@@ -213,6 +213,10 @@ NEGATIVE_VALUE: Final = re.compile(r"^-(\d+(\.\d*)?|\.\d+)\s*[smhdw]?$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Bounds up to this are worth quoting as a range ("from 1 to 1024").
+_HUMAN_BOUND: Final = 1_000_000
+
+
 def int_between(low: int, high: int) -> Callable[[str], int]:
     """Return an argparse type that accepts integers from *low* to *high*."""
 
@@ -221,11 +225,13 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        if value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
-        return value
+        if low <= value <= high:
+            return value
+        if max(abs(low), abs(high)) <= _HUMAN_BOUND:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        # A storage limit such as 2**62 tells the reader nothing: quote the bound crossed.
+        bound = f">= {low}" if value < low else f"<= {high}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
 
     return parse
 

@@ -192,7 +192,7 @@ def test_prune_deletes_old_terminal_jobs_only(url: str) -> None:
         (["enqueue", "t", "--run-after", "2026-01-01T09:00:00"], "time zone"),
         (["enqueue", ""], "metadata.type must be a non-empty string"),
         (["list", "--status", "lost"], "invalid choice"),
-        (["list", "--limit", "-1"], "must be >= 0"),
+        (["list", "--limit", "-1"], "must be from 0"),
         (["prune"], "--older-than"),
         (["prune", "--older-than", "7 days"], "expected a duration"),
         (["show"], "the following arguments are required: id"),

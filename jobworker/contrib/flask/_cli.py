@@ -21,8 +21,8 @@ from flask.cli import AppGroup
 from ... import cli as jobworker_cli
 from ..._cli_common import ExitCode
 from ..._logging import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
-from ...runner import Runner
 from ...redact import mask_secrets
+from ...runner import Runner
 from ._config import ConfigurationError, redact_url
 from ._extension import AppState, get_state
 
