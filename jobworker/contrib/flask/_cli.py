@@ -30,6 +30,7 @@ __all__ = ["DELEGATED_COMMANDS", "jobworker_commands"]
 
 log = logging.getLogger("jobworker.contrib.flask")
 
+
 class _JobworkerGroup(AppGroup):
     """The ``flask jobworker`` group: an app that cannot load ends in one line, not a traceback.
 
