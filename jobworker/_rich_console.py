@@ -21,10 +21,10 @@ _STATUS_STYLES = {
 }
 
 
-_NO_WRAP = frozenset({"STATUS", "JOBS"})
-# Kept whole at their full width, whatever the terminal's: an id is copied
-# from the table and pasted into the next command.
-_WHOLE = frozenset({"ID"})
+# Free text folds on a narrow terminal, down to this many characters; every
+# other column (ids, statuses, numbers, times) stays whole, so a value can be
+# read and copied as it is.
+_FOLDS = {"TYPE": 12, "USER": 8, "INFO": 16}
 
 
 def _cell(header: str, value: str) -> Text:
@@ -44,17 +44,26 @@ def print_rich_table(
     # Light rules and one space of padding: the id column alone takes 34 of
     # an 80-column terminal.
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1))
+    widths = []
     for index, header in enumerate(headers):
-        if header in _WHOLE:
-            width = max([len(header), *(len(row[index]) for row in rows)])
-            table.add_column(header, no_wrap=True, overflow="ignore", min_width=width)
-            continue
-        # Short fixed columns stay whole; times and text fold on a narrow terminal.
-        table.add_column(header, overflow="fold", no_wrap=header in _NO_WRAP)
+        width = max([len(header), *(len(row[index]) for row in rows)])
+        if header in _FOLDS:
+            width = min(width, max(len(header), _FOLDS[header]))
+            table.add_column(header, overflow="fold", min_width=width)
+        else:
+            table.add_column(header, no_wrap=True, min_width=width)
+        widths.append(width)
     for row in rows:
         cells = [_cell(header, cell) for header, cell in zip(headers, row, strict=True)]
         table.add_row(*cells)
-    Console(file=stream, highlight=False, markup=False).print(table)
+    console = Console(file=stream, highlight=False, markup=False)
+    # A terminal narrower than the whole columns need: rich would cut them, so
+    # draw at the width they need (columns, their padding, the dividers and
+    # the two edges) and let the terminal wrap the lines instead.
+    needed = sum(widths) + 3 * len(widths) + 1
+    if needed > console.width:
+        console = Console(file=stream, highlight=False, markup=False, width=needed)
+    console.print(table)
 
 
 def print_rich_fields(
