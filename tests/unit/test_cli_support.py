@@ -268,3 +268,20 @@ def test_rich_keeps_ids_whole_on_an_80_column_terminal(monkeypatch: pytest.Monke
     # Every id, status, number and time whole on one line, never folded or cut.
     for value in row[:7]:
         assert any(value in line for line in lines), drawn
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_lines_mask_passwords(log_format: Any) -> None:
+    stream = io.StringIO()
+    handler = configure_logging(level="INFO", format=log_format, stream=stream)
+    try:
+        log = logging.getLogger("jobworker.test-masking")
+        try:
+            raise ValueError("cannot reach postgresql://app:S3cr3t@db/app?password=S3cr3t")
+        except ValueError:
+            log.warning("lost postgresql://app@db/app?PASSWORD=S3cr3t", exc_info=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "S3cr3t" not in text
+    assert "***" in text and "ValueError" in text
