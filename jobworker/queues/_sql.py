@@ -15,9 +15,18 @@ transaction that reads the row, applies the model's transition and writes it.
 Expired leases are recovered before each call, but the database is asked only
 when a lease may have expired (:meth:`SQLQueue._recover_if_due`).
 
-SQL templates use ``?`` for parameters and ``{t}`` for the jobs table;
-:meth:`SQLQueue._q` turns them into the backend's dialect. Times are integer
-microseconds since the epoch (see ``_rows``).
+SQL templates use ``?`` for parameters, ``{t}`` for the jobs table and
+``{now}`` for the time a statement writes a lease at; :meth:`SQLQueue._q`
+turns them into the backend's dialect. Times are integer microseconds since
+the epoch (see ``_rows``).
+
+A lease is computed from a clock read after every wait that precedes its
+write: a claim, a renewal and the fence of an update read the time in the
+statement itself (``{now}``: the queue's clock read before the statement,
+or later, whichever is later: see :attr:`SQLQueue.NOW`), after the locks
+it waited for; a transaction reads the clock after the rows it locks. So a
+slow round trip, a lock held by another connection or a slow recovery step
+never grants a lease that is already partly spent.
 
 Threads: ``_cond`` guards ``_generation`` and ``_closed``; ``_lease_lock``
 guards the recovery bookkeeping. No database call is made with either held.
@@ -105,6 +114,10 @@ class SQLQueue(JobQueue):
     #: Conditions that a running row's values have the types a job needs,
     #: where the schema does not enforce them (see _update_fenced).
     WELL_TYPED: ClassVar[str] = ""
+    #: The time now, in a statement that writes or checks a lease: an
+    #: expression of one parameter (the queue's clock, read before the
+    #: statement) evaluated when the statement runs, after its waits.
+    NOW: ClassVar[str] = "?"
 
     def __init__(self, *, table: str, placeholder: str, **options: Any) -> None:
         super().__init__(**options)
@@ -182,9 +195,17 @@ class SQLQueue(JobQueue):
         """Return *template* in this backend's dialect (cached)."""
         sql = self._queries.get(template)
         if sql is None:
-            sql = template.replace("{t}", self._table).replace("?", self._placeholder)
+            sql = (
+                template.replace("{now}", self._now_sql())
+                .replace("{t}", self._table)
+                .replace("?", self._placeholder)
+            )
             self._queries[template] = sql
         return sql
+
+    def _now_sql(self) -> str:
+        """Return the SQL of ``{now}`` (see :attr:`NOW`)."""
+        return self.NOW
 
     def _is_closed(self) -> bool:
         # A plain read of a bool that is set once and never cleared.
@@ -391,10 +412,10 @@ class SQLQueue(JobQueue):
     def _update_row(self, tx: Tx, submitted: AnyJob, expected: str, claim: Any) -> AnyJob:
         """The general update: read the row, apply the model's transition, write it."""
         job_id = submitted.metadata.id
-        now = self._now_us()
         row = tx.execute(self._select_leased(), (job_id,)).fetchone()
         if row is None:
             raise JobNotFoundError(job_id)
+        now = self._now_us()  # after the row's lock: a lease is judged at the write
         stored = self._expire_row(tx, row, self._load(tx, row), now)
         new = apply_update(stored, submitted, expected, now=from_us(now), claim=claim)
         self._store(tx, new, row[-1] if new.status == "running" else None)
@@ -438,7 +459,7 @@ class SQLQueue(JobQueue):
         sql = self._q(
             f"""UPDATE {{t}} SET ({MUTABLE}, lease_until_us) = ({marks}, {keep_lease})
             WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
-            AND lease_until_us > ? AND started_us = ? AND type = ? AND user_id = ?
+            AND lease_until_us > {{now}} AND started_us = ? AND type = ? AND user_id = ?
             AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
             AND {self.SAME_RUN_AFTER} {self.WELL_TYPED} RETURNING params"""
         )
@@ -571,8 +592,8 @@ class SQLQueue(JobQueue):
             best = self._best_of_types(kind)
         sql = self._q(
             f"""UPDATE {{t}} SET status = 'running', progress = NULL, result = NULL,
-            error = NULL, started_us = ?, completed_us = NULL, claim_token = ?,
-            claim_worker = ?, lease_until_us = ? WHERE {self.KEY} = ({best})
+            error = NULL, started_us = {{now}}, completed_us = NULL, claim_token = ?,
+            claim_worker = ?, lease_until_us = {{now}} + ? WHERE {self.KEY} = ({best})
             RETURNING {COLUMNS}"""
         )
         self._claim_sqls[kind] = sql
@@ -585,9 +606,10 @@ class SQLQueue(JobQueue):
         aside), or ``None`` if there was no such row.
         """
         claim = new_claim(worker)
-        until = now + self._lease_us()
-        self._note_lease(until)
-        rows = self._run(self._claim_sql(kind), (now, claim.token, claim.worker, until, *best_args))
+        # The lease written ends no sooner (see NOW): due no later than this.
+        self._note_lease(now + self._lease_us())
+        args = (now, claim.token, claim.worker, now, self._lease_us(), *best_args)
+        rows = self._run(self._claim_sql(kind), args)
         if not rows:
             return None
         row = rows[0]
@@ -667,10 +689,11 @@ class SQLQueue(JobQueue):
         now = self._recover_if_due()
         # An expired lease is not renewed: its job is recovered, not held.
         sql = self._q(
-            """UPDATE {t} SET lease_until_us = ? WHERE id = ? AND status = 'running'
-            AND claim_token = ? AND lease_until_us > ? RETURNING 1"""
+            """UPDATE {t} SET lease_until_us = {now} + ? WHERE id = ? AND status = 'running'
+            AND claim_token = ? AND lease_until_us > {now} RETURNING 1"""
         )
-        return bool(self._run(sql, (now + self._lease_us(), job.metadata.id, job.claim.token, now)))
+        args = (now, self._lease_us(), job.metadata.id, job.claim.token, now)
+        return bool(self._run(sql, args))
 
     def list_jobs(
         self,
@@ -707,10 +730,10 @@ class SQLQueue(JobQueue):
         self._recover_if_due()
 
         def cancel_row(tx: Tx) -> bool:
-            now = self._now_us()
             row = tx.execute(self._select_leased(), (job_id,)).fetchone()
             if row is None:
                 return False
+            now = self._now_us()  # after the row's lock
             job = self._expire_row(tx, row, self._load(tx, row), now)
             if not isinstance(job, (PendingJob, RunningJob)):
                 return False

@@ -43,7 +43,8 @@ T = TypeVar("T")
 # The ready condition of _sql, with the table named (inside a LATERAL subquery).
 _READY_PG = "{t}.status = 'pending' AND ({t}.run_after_us IS NULL OR {t}.run_after_us <= ?)"
 
-_NOW_US = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+_CLOCK_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+_NOW_US = f"SELECT {_CLOCK_US}"
 
 
 class DatabaseClock:
@@ -130,7 +131,7 @@ class PostgresQueue(SQLQueue):
         names = Names(schema=schema, prefix=prefix)
         if not pool_size >= 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
-        database_clock = options.get("clock") is None
+        self._database_clock = options.get("clock") is None
         super().__init__(table=names.jobs, placeholder="%s", **options)
         self.names = names
         self.notify = notify
@@ -153,7 +154,7 @@ class PostgresQueue(SQLQueue):
             raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
         except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
             raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
-        if database_clock:
+        if self._database_clock:
             self.clock = DatabaseClock(conninfo)
         try:
             if migrate:
@@ -235,6 +236,14 @@ class PostgresQueue(SQLQueue):
                     continue
                 raise self._error(f"{what} failed", exc) from exc
         raise AssertionError("unreachable")
+
+    def _now_sql(self) -> str:
+        # The server's clock when the statement writes, after its waits, but
+        # never before the queue's clock (the server's, sampled) read before
+        # it. A clock of the caller's own (tests) is taken as it is.
+        if self._database_clock:
+            return f"GREATEST(CAST(? AS bigint), {_CLOCK_US})"
+        return "CAST(? AS bigint)"
 
     def _error(self, what: str, exc: Exception) -> Exception:
         if self._closed:

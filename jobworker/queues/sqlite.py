@@ -55,6 +55,9 @@ class SQLiteQueue(SQLQueue):
     # Values of the wrong storage class never equal a parameter, but these
     # two columns are not compared: check them as row_to_job would.
     WELL_TYPED = "AND typeof(params) = 'text' AND typeof(progress) IN ('null', 'text')"
+    # The queue's clock, read again by the statement once it holds the write
+    # lock (it may have waited up to busy_timeout for it).
+    NOW = "max(?, jobworker_now())"
 
     def __init__(
         self,
@@ -154,6 +157,8 @@ class SQLiteQueue(SQLQueue):
             )
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open {self.path!r}: {exc}") from exc
+        # Not deterministic: read at each call, inside the statement.
+        conn.create_function("jobworker_now", 0, self._now_us)
         try:
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.DatabaseError as exc:
