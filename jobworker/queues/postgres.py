@@ -9,6 +9,11 @@ LISTEN / NOTIFY at once; polling at the worker's ``poll_interval`` stays as
 the fallback that keeps delivery correct when a notification is lost.
 Notifications carry the job type only, never params.
 
+Every database call is bounded in time (see :class:`Bounds`), so a worker cut
+off from the server by a silent partition gets an error within the bound
+instead of a socket wait of minutes; the queue logs the loss once, and the
+return once.
+
 Install with the ``postgres`` extra: ``pip install jobworker[postgres]``.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -47,34 +53,123 @@ _CLOCK_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 _NOW_US = f"SELECT {_CLOCK_US}"
 
 
+class Bounds:
+    """The time bounds of a queue's database calls, all derived from one *timeout*.
+
+    *timeout* (seconds) bounds a statement (``statement_timeout``), a wait for
+    a pool connection, a transaction left open by a vanished client
+    (``idle_in_transaction_session_timeout``), and unacknowledged data on a
+    socket (``tcp_user_timeout``). A connect gives up after
+    ``connect_timeout`` whole seconds (libpq's least is 2), and keepalive
+    probes find an idle connection (LISTEN's) dead within about *timeout*.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.connect_timeout = max(2, math.ceil(timeout))
+        #: Keyword arguments of every connection the queue opens.
+        self.connect_kwargs: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(timeout / 2)),
+            "keepalives_interval": max(1, round(timeout / 4)),
+            "keepalives_count": 2,
+            "tcp_user_timeout": max(1, round(timeout * 1000)),
+        }
+
+    def configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Set the server-side bounds of a new pool connection (autocommit)."""
+        ms = str(max(1, round(self.timeout * 1000)))
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            (ms, ms),
+        )
+
+
+class _Reachability:
+    """Whether the server answers, as seen by every thread of one queue.
+
+    The first failure of an outage is logged (WARNING), and the first
+    success after it (INFO); the failures in between are logged at DEBUG.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lost_at: float | None = None  # guarded by _lock: monotonic time of the loss
+
+    def failed(self, exc: BaseException, bound: float) -> None:
+        with self._lock:
+            first = self._lost_at is None
+            if first:
+                self._lost_at = time.monotonic()
+        if first:
+            log.warning(
+                "PostgreSQL unreachable (%s); every call fails within %.1f s until it is back",
+                mask_secrets(str(exc)).strip(),
+                bound,
+            )
+        else:
+            log.debug("PostgreSQL still unreachable: %s", mask_secrets(str(exc)).strip())
+
+    def answered(self) -> None:
+        if self._lost_at is None:  # the common case: a plain read, no lock
+            return
+        with self._lock:
+            lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None:
+            log.info("PostgreSQL reachable again after %.1f s", time.monotonic() - lost_at)
+
+
 class DatabaseClock:
     """The database server's clock, read without a round trip.
 
     The server's time is sampled at most every *resync* seconds, over a
     connection of its own (never one a transaction holds), and carried
     forward with ``time.monotonic()``. So a worker whose wall clock is wrong,
-    or steps, still stores and compares the server's time.
+    or steps, still stores and compares the server's time. A failed sample
+    carries the last one forward, and the next try waits (doubling, up to
+    *resync*): an unreachable server costs one bounded try per wait, not one
+    per call.
     """
 
-    def __init__(self, conninfo: str, resync: float = 30.0) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        resync: float = 30.0,
+        *,
+        connect_kwargs: dict[str, Any] | None = None,
+        reachability: _Reachability | None = None,
+    ) -> None:
         self._conninfo = conninfo
         self._resync = resync
+        self._connect_kwargs = connect_kwargs or {"connect_timeout": 5}
+        self._reachability = reachability
         self._lock = threading.Lock()
         # guarded by _lock: server microseconds and monotonic seconds of the last sample
         self._anchor: tuple[int, float] | None = None
+        self._next_try = 0.0  # guarded by _lock: monotonic time of the next sample
+        self._backoff = 0.5  # guarded by _lock: the wait after a failed sample
 
     def now(self) -> _dt.datetime:
         """Return the server's current time, timezone-aware UTC."""
         with self._lock:
             anchor = self._anchor
-        if anchor is None or time.monotonic() - anchor[1] > self._resync:
+            due = anchor is None or (
+                time.monotonic() - anchor[1] > self._resync and time.monotonic() >= self._next_try
+            )
+            if due and anchor is not None:
+                # One thread samples; the others carry the last sample forward.
+                self._next_try = time.monotonic() + self._backoff
+        if due:
             anchor = self._sample(anchor)
+        assert anchor is not None
         server_us, at = anchor
         return from_us(server_us + round((time.monotonic() - at) * 1_000_000))
 
     def _sample(self, previous: tuple[int, float] | None) -> tuple[int, float]:
         try:
-            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
                 # Time the query alone, not the connect: the server read the
                 # clock somewhere within it; take the middle.
                 before = time.monotonic()
@@ -82,13 +177,23 @@ class DatabaseClock:
                 after = time.monotonic()
         except psycopg.Error as exc:
             if previous is None:
-                raise BackendError(f"cannot read the database clock: {exc}") from exc
-            log.warning("cannot read the database clock; carrying the last sample forward")
+                message = mask_secrets(str(exc)).strip()
+                raise BackendError(f"cannot read the database clock: {message}") from None
+            with self._lock:
+                self._next_try = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, self._resync)
+            if self._reachability is not None:
+                self._reachability.failed(exc, self._connect_kwargs["connect_timeout"])
+            else:
+                log.warning("cannot read the database clock; carrying the last sample forward")
             return previous
         assert row is not None
         anchor = (int(row[0]), (before + after) / 2)
         with self._lock:
             self._anchor = anchor
+            self._backoff = 0.5
+        if self._reachability is not None:
+            self._reachability.answered()
         return anchor
 
 
@@ -103,12 +208,19 @@ class PostgresQueue(SQLQueue):
     :param notify: wake idle workers with LISTEN / NOTIFY; off, they poll.
     :param migrate: create or upgrade the tables now. Off by default: no DDL
         runs unless asked for (see :meth:`migrate` and ``jobworker migrate``).
+    :param timeout: seconds that bound every database call: a statement, a
+        wait for a pool connection, a socket that stops answering; a connect
+        gives up after the same time in whole seconds, at least 2. ``None``
+        (the default): half the ``lease_duration``, at least 1 s, so a worker
+        cut off from the server notices well within one lease. See
+        :class:`~jobworker.queues.postgres.Bounds`.
 
     Also takes the keyword arguments of :class:`JobQueue`; without ``clock``
     the queue uses the database's clock (pass a clock only in tests).
 
-    :raises BackendError: the server cannot be reached, or the tables are
-        missing or from another release.
+    :raises BackendError: the server cannot be reached (with the server's or
+        the driver's own reason, password masked), or the tables are missing
+        or from another release.
     """
 
     ARRIVAL = "seq"
@@ -126,36 +238,58 @@ class PostgresQueue(SQLQueue):
         pool_size: int = 10,
         notify: bool = True,
         migrate: bool = False,
+        timeout: float | None = None,
         **options: Any,
     ) -> None:
         names = Names(schema=schema, prefix=prefix)
         if not pool_size >= 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
         self._database_clock = options.get("clock") is None
         super().__init__(table=names.jobs, placeholder="%s", **options)
         self.names = names
         self.notify = notify
+        self.bounds = Bounds(max(1.0, self.lease_duration / 2) if timeout is None else timeout)
         self._conninfo = conninfo
+        self._reachability = _Reachability()
+        # One connection first, to fail at once with the real reason (a
+        # missing database, a refused port, a malformed DSN), not the pool's
+        # "initialization incomplete" after its own timeout.
+        try:
+            psycopg.connect(conninfo, autocommit=True, **self.bounds.connect_kwargs).close()
+        except psycopg.Error as exc:
+            message = mask_secrets(str(exc)).strip()
+            raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
         self._pool = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **self.bounds.connect_kwargs},
+            configure=self.bounds.configure,
             # No check at checkout (a round trip each time): a statement that
-            # finds its connection broken runs again on another (see
-            # _autocommit); the pool replaces the broken one when it comes back.
-            timeout=10.0,
+            # finds its connection broken runs again on another while the
+            # call's time bound allows (see _autocommit); the pool replaces
+            # the broken one when it comes back.
+            timeout=self.bounds.timeout,
+            # A failed background connect is retried for this long, then
+            # given up: the next call that needs a connection starts afresh,
+            # so the pool is not asleep in a long backoff when the server returns.
+            reconnect_timeout=self.bounds.timeout,
             name=f"jobworker-{names.channel}",
             open=False,
         )
         try:
-            self._pool.open(wait=True, timeout=10.0)
-        except psycopg.Error as exc:
-            raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
+            self._pool.open(wait=True, timeout=self.bounds.connect_timeout + self.bounds.timeout)
         except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
-            raise BackendError(f"cannot connect to PostgreSQL: {mask_secrets(str(exc))}") from exc
+            message = mask_secrets(str(exc)).strip()
+            raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
         if self._database_clock:
-            self.clock = DatabaseClock(conninfo)
+            self.clock = DatabaseClock(
+                conninfo,
+                connect_kwargs=self.bounds.connect_kwargs,
+                reachability=self._reachability,
+            )
         try:
             if migrate:
                 self.migrate()
@@ -181,7 +315,13 @@ class PostgresQueue(SQLQueue):
 
     def migrate(self) -> int:
         """Create or upgrade this queue's tables; return the version found before."""
-        return self._write(lambda tx: migrate(tx, self.names))
+
+        def run(tx: Tx) -> int:
+            # DDL on a large table may outlast the bound of everyday statements.
+            tx.execute("SET LOCAL statement_timeout = 0")
+            return migrate(tx, self.names)
+
+        return self._write(run)
 
     def _check_schema(self) -> None:
         found = self._reading(lambda tx: schema_version(tx, self.names))
@@ -197,32 +337,36 @@ class PostgresQueue(SQLQueue):
 
     def _write(self, body: Callable[[Tx], T]) -> T:
         self._check_open()
+        deadline = time.monotonic() + self.bounds.timeout
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             began = False
             conn = None
             try:
-                with self._pool.connection() as conn, conn.transaction():
+                with self._connection(deadline) as conn, conn.transaction():
                     began = True
-                    return body(conn)
+                    result = body(conn)
             except psycopg.Error as exc:
                 # Broken before the transaction began: nothing ran, so run it
                 # on another connection (the pool drops this one).
-                if attempt < attempts and not began and _broken(conn) and not self._closed:
+                if not began and self._may_retry(attempt, attempts, conn, deadline):
                     continue
-                raise self._error("write failed", exc) from exc
+                raise self._error("write failed", exc, conn) from exc
+            self._reachability.answered()
+            return result
         raise AssertionError("unreachable")
 
     def _autocommit(self, body: Callable[[Tx], T], what: str = "write") -> T:
         self._check_open()
+        deadline = time.monotonic() + self.bounds.timeout
         # After a server restart every pooled connection is broken: each
         # try drops one, so the pool's size plus one tries reach a new one.
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             conn = None
             try:
-                with self._pool.connection() as conn:
-                    return body(conn)
+                with self._connection(deadline) as conn:
+                    result = body(conn)
             except psycopg.Error as exc:
                 # A connection the server closed (a restart, an idle timeout)
                 # is found out when used: run the statement again on
@@ -232,10 +376,39 @@ class PostgresQueue(SQLQueue):
                 # cleanup (whose count then misses what the first run
                 # deleted); and create_job, which tells its own first insert
                 # apart.
-                if attempt < attempts and _broken(conn) and not self._closed:
+                if self._may_retry(attempt, attempts, conn, deadline):
                     continue
-                raise self._error(f"{what} failed", exc) from exc
+                raise self._error(f"{what} failed", exc, conn) from exc
+            self._reachability.answered()
+            return result
         raise AssertionError("unreachable")
+
+    def _connection(self, deadline: float) -> contextlib.AbstractContextManager[Any]:
+        """A pool connection, waited for until *deadline* (a tenth of a second at least)."""
+        return self._pool.connection(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _may_retry(self, attempt: int, attempts: int, conn: Any, deadline: float) -> bool:
+        """Whether a call whose connection failed may run again on another.
+
+        Only a broken connection, and only within the call's time bound: a
+        server that restarted breaks every pooled connection at once (each
+        found out at once); a silent partition makes one try last the bound.
+        """
+        return (
+            attempt < attempts
+            and _broken(conn)
+            and not self._closed
+            and time.monotonic() < deadline
+        )
+
+    def _error(self, what: str, exc: Exception, conn: Any = None) -> Exception:
+        if self._closed:
+            return QueueClosedError("the queue is closed")
+        if isinstance(exc, psycopg.OperationalError) or _broken(conn):
+            # No connection (a PoolTimeout is one), or it broke: the server is
+            # out of reach as far as this call can tell, not refusing a statement.
+            self._reachability.failed(exc, self.bounds.timeout)
+        return BackendError(f"PostgreSQL {what}: {mask_secrets(str(exc)).strip()}")
 
     def _now_sql(self) -> str:
         # The server's clock when the statement writes, after its waits, but
@@ -244,11 +417,6 @@ class PostgresQueue(SQLQueue):
         if self._database_clock:
             return f"GREATEST(CAST(? AS bigint), {_CLOCK_US})"
         return "CAST(? AS bigint)"
-
-    def _error(self, what: str, exc: Exception) -> Exception:
-        if self._closed:
-            return QueueClosedError("the queue is closed")
-        return BackendError(f"PostgreSQL {what}: {exc}")
 
     def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
         # One statement: ON CONFLICT leaves a duplicate id out without an
@@ -345,23 +513,28 @@ class PostgresQueue(SQLQueue):
     def _listen(self) -> None:
         """LISTEN for new jobs and wake local pollers; reconnect with capped backoff."""
         backoff = 0.1
+        # The connection idles between notifications: keepalive probes (see
+        # Bounds) find it dead within about the bound when the server vanishes.
+        kwargs = self.bounds.connect_kwargs
         while not self._is_closed():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, **kwargs) as conn:
                     conn.execute(f'LISTEN "{self.names.channel}"')
+                    self._reachability.answered()
                     backoff = 0.1
                     # Jobs may have arrived while we were not listening.
                     self._notify()
                     while not self._is_closed():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._notify()
-            except psycopg.Error:
+            except psycopg.Error as exc:
                 if self._is_closed():
                     return
-                log.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+                log.debug("LISTEN connection lost; polling until it is back", exc_info=True)
+                self._reachability.failed(exc, self.bounds.timeout)
                 with self._cond:
                     self._cond.wait_for(lambda: self._closed, timeout=backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, self.bounds.timeout)
 
     def close(self) -> None:
         with self._cond:

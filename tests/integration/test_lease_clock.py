@@ -94,7 +94,13 @@ def test_postgres_claim_behind_a_table_lock_gets_a_full_lease(
 ) -> None:
     dsn, schema = postgres_schema
     with jw.PostgresQueue(
-        dsn, schema=schema, migrate=True, notify=False, lease_duration=LEASE
+        # A bound above the lock's hold: the claim waits for it, not fails.
+        dsn,
+        schema=schema,
+        migrate=True,
+        notify=False,
+        lease_duration=LEASE,
+        timeout=HOLD * 4,
     ) as queue:
         queue.create_job(jw.new_job("t", {}, id="waiting"))
         signal = ReadSignal(queue.clock)
