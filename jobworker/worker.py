@@ -162,12 +162,16 @@ class _Heartbeat:
                     return job
 
     def _run(self) -> None:
+        failing = False  # the last renewal failed: log again only once one succeeds
         while (job := self._next_renewal()) is not None:
             try:
                 renewed = self._worker.queue.renew_lease(job)
             except Exception:  # broad: a failed renewal must not end the heartbeat
-                log.warning("lease renewal failed for job %s", job.metadata.id, exc_info=True)
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "lease renewal failed for job %s", job.metadata.id, exc_info=True)
+                failing = True
                 continue
+            failing = False
             if not renewed:
                 self._worker._mark_lost(job)
 
@@ -381,6 +385,7 @@ class JobWorker(abc.ABC):
         log.info("worker %s started", name)
         try:
             self._call_hook(self.on_worker_start)
+            failures = 0  # loop errors in a row: only the first is logged above DEBUG
             while not self._stop_event.is_set():
                 try:
                     self.run_once(timeout=self.poll_interval)
@@ -388,8 +393,13 @@ class JobWorker(abc.ABC):
                     with self._metrics_lock:
                         self._counts["loop_errors"] += 1
                         self._last_error = describe_error(exc)
-                    log.exception("worker %s: error in the loop; backing off", name)
+                    failures += 1
+                    self._log_loop_error(name, exc, failures)
                     self._stop_event.wait(self.error_backoff)
+                    continue
+                if failures:
+                    log.info("worker %s: the loop works again after %d errors", name, failures)
+                    failures = 0
         finally:
             self._heartbeat.close()
             self._heartbeat.join(None)
@@ -398,6 +408,15 @@ class JobWorker(abc.ABC):
                 self._state = "stopped"
             log.info("worker %s stopped", name)
             self._stopped.set()
+
+    def _log_loop_error(self, name: str, exc: Exception, failures: int) -> None:
+        if failures > 1:
+            log.debug("worker %s: error in the loop again; backing off", name, exc_info=True)
+        elif isinstance(exc, BackendError):
+            # The queue says why (a lost database is logged there once).
+            log.warning("worker %s: the queue failed (%s); backing off", name, exc)
+        else:
+            log.exception("worker %s: error in the loop; backing off", name)
 
     # -- one step -------------------------------------------------------------------------
 
