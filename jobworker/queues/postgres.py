@@ -212,8 +212,8 @@ class PostgresQueue(SQLQueue):
         wait for a pool connection, a socket that stops answering; a connect
         gives up after the same time in whole seconds, at least 2. ``None``
         (the default): half the ``lease_duration``, at least 1 s, so a worker
-        cut off from the server notices well within one lease. See
-        :class:`~jobworker.queues.postgres.Bounds`.
+        cut off from the server notices well within one lease (the
+        PostgreSQL guide lists every bound it sets).
 
     Also takes the keyword arguments of :class:`JobQueue`; without ``clock``
     the queue uses the database's clock (pass a clock only in tests).
