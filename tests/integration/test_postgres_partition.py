@@ -160,6 +160,10 @@ def partition() -> Iterator[Partition]:
     made.close()
 
 
+def inside(partition: Partition) -> list[str]:
+    return ["ip", "netns", "exec", partition.namespace]
+
+
 class HostWorker(jw.JobWorker):
     """The healthy host: takes the jobs of type ``host``, and ``hold`` ones, at once."""
 
@@ -199,8 +203,15 @@ def test_a_cut_worker_notices_backs_off_and_resumes(
     inner = f"host={partition.host_ip} port={partition.port} user=postgres dbname=test"
     with jw.PostgresQueue(dsn, schema=schema, migrate=True, lease_duration=LEASE) as queue:
         child = subprocess.Popen(
-            ["ip", "netns", "exec", partition.namespace, sys.executable, str(CHILD)]
-            + [inner, schema, str(LEASE), str(events)],
+            [
+                *inside(partition),
+                sys.executable,
+                str(CHILD),
+                inner,
+                schema,
+                str(LEASE),
+                str(events),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
