@@ -250,14 +250,14 @@ class PostgresQueue(SQLQueue):
         super().__init__(table=names.jobs, placeholder="%s", **options)
         self.names = names
         self.notify = notify
-        self.bounds = Bounds(max(1.0, self.lease_duration / 2) if timeout is None else timeout)
+        self._bounds = Bounds(max(1.0, self.lease_duration / 2) if timeout is None else timeout)
         self._conninfo = conninfo
         self._reachability = _Reachability()
         # One connection first, to fail at once with the real reason (a
         # missing database, a refused port, a malformed DSN), not the pool's
         # "initialization incomplete" after its own timeout.
         try:
-            psycopg.connect(conninfo, autocommit=True, **self.bounds.connect_kwargs).close()
+            psycopg.connect(conninfo, autocommit=True, **self._bounds.connect_kwargs).close()
         except psycopg.Error as exc:
             message = mask_secrets(str(exc)).strip()
             raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
@@ -265,29 +265,29 @@ class PostgresQueue(SQLQueue):
             conninfo,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True, **self.bounds.connect_kwargs},
-            configure=self.bounds.configure,
+            kwargs={"autocommit": True, **self._bounds.connect_kwargs},
+            configure=self._bounds.configure,
             # No check at checkout (a round trip each time): a statement that
             # finds its connection broken runs again on another while the
             # call's time bound allows (see _autocommit); the pool replaces
             # the broken one when it comes back.
-            timeout=self.bounds.timeout,
+            timeout=self._bounds.timeout,
             # A failed background connect is retried for this long, then
             # given up: the next call that needs a connection starts afresh,
             # so the pool is not asleep in a long backoff when the server returns.
-            reconnect_timeout=self.bounds.timeout,
+            reconnect_timeout=self._bounds.timeout,
             name=f"jobworker-{names.channel}",
             open=False,
         )
         try:
-            self._pool.open(wait=True, timeout=self.bounds.connect_timeout + self.bounds.timeout)
+            self._pool.open(wait=True, timeout=self._bounds.connect_timeout + self._bounds.timeout)
         except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
             message = mask_secrets(str(exc)).strip()
             raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
         if self._database_clock:
             self.clock = DatabaseClock(
                 conninfo,
-                connect_kwargs=self.bounds.connect_kwargs,
+                connect_kwargs=self._bounds.connect_kwargs,
                 reachability=self._reachability,
             )
         try:
@@ -337,7 +337,7 @@ class PostgresQueue(SQLQueue):
 
     def _write(self, body: Callable[[Tx], T]) -> T:
         self._check_open()
-        deadline = time.monotonic() + self.bounds.timeout
+        deadline = time.monotonic() + self._bounds.timeout
         attempts = self._pool.max_size + 1
         for attempt in range(1, attempts + 1):
             began = False
@@ -358,7 +358,7 @@ class PostgresQueue(SQLQueue):
 
     def _autocommit(self, body: Callable[[Tx], T], what: str = "write") -> T:
         self._check_open()
-        deadline = time.monotonic() + self.bounds.timeout
+        deadline = time.monotonic() + self._bounds.timeout
         # After a server restart every pooled connection is broken: each
         # try drops one, so the pool's size plus one tries reach a new one.
         attempts = self._pool.max_size + 1
@@ -407,7 +407,7 @@ class PostgresQueue(SQLQueue):
         if isinstance(exc, psycopg.OperationalError) or _broken(conn):
             # No connection (a PoolTimeout is one), or it broke: the server is
             # out of reach as far as this call can tell, not refusing a statement.
-            self._reachability.failed(exc, self.bounds.timeout)
+            self._reachability.failed(exc, self._bounds.timeout)
         return BackendError(f"PostgreSQL {what}: {mask_secrets(str(exc)).strip()}")
 
     def _now_sql(self) -> str:
@@ -515,7 +515,7 @@ class PostgresQueue(SQLQueue):
         backoff = 0.1
         # The connection idles between notifications: keepalive probes (see
         # Bounds) find it dead within about the bound when the server vanishes.
-        kwargs = self.bounds.connect_kwargs
+        kwargs = self._bounds.connect_kwargs
         while not self._is_closed():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, **kwargs) as conn:
@@ -531,10 +531,10 @@ class PostgresQueue(SQLQueue):
                 if self._is_closed():
                     return
                 log.debug("LISTEN connection lost; polling until it is back", exc_info=True)
-                self._reachability.failed(exc, self.bounds.timeout)
+                self._reachability.failed(exc, self._bounds.timeout)
                 with self._cond:
                     self._cond.wait_for(lambda: self._closed, timeout=backoff)
-                backoff = min(backoff * 2, self.bounds.timeout)
+                backoff = min(backoff * 2, self._bounds.timeout)
 
     def close(self) -> None:
         with self._cond:
