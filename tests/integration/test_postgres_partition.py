@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 import jobworker as jw
+from jobworker.queues.postgres import DatabaseClock
 from tests.conftest import require_postgres
 
 from .crash_harness import watch
@@ -70,6 +71,64 @@ def test_a_connection_error_says_why_at_once(conninfo: str, reason: str) -> None
     assert reason in message
     assert "s3cret" not in message
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+class FlakyRelay:
+    """A relay on loopback to the server that, once broken, drops each connection it accepts."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.broken = False
+        self.dropped = 0
+        self._open: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, name="relay")]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.broken:
+                self.dropped += 1
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", 5432))
+            self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                thread = threading.Thread(target=Partition._pump, args=(a, b), name="relay")
+                thread.start()
+                self._threads.append(thread)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(10.0)
+
+
+def test_a_failed_clock_sample_is_retried_after_a_backoff_not_at_every_call() -> None:
+    require_postgres()
+    relay = FlakyRelay()
+    try:
+        clock = DatabaseClock(
+            f"host=127.0.0.1 port={relay.port} user=postgres dbname=test", resync=0.0
+        )
+        first = clock.now()  # sampled through the relay
+        relay.broken = True
+        later = [clock.now() for _ in range(20)]
+    finally:
+        relay.close()
+    # One failed try, then the last sample carried forward until the backoff ends.
+    assert relay.dropped == 1
+    assert first <= later[0] <= later[-1]
 
 
 # -- the partition ------------------------------------------------------------------------
