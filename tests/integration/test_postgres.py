@@ -650,8 +650,12 @@ def test_the_migrate_command_creates_the_tables(postgres_schema: tuple[str, str]
     proc = migrate_command(dsn, schema)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "current schema" in out
+    assert "created the tables" in out and schema in out
     assert {"jobworker_jobs", "jobworker_meta"} <= set(tables_in(dsn, schema))
+    again = migrate_command(dsn, schema)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert "already at the current schema version" in out
     with jw.PostgresQueue(dsn, schema=schema) as queue:  # no migrate=True needed now
         queue.create_job(jw.new_job("t", {}, id="works"))
         assert queue.get_stats()["pending"] == 1
