@@ -8,6 +8,7 @@ graceful stop and crash recovery.
 from typing import TYPE_CHECKING, Any
 
 from ._limits import MAX_NESTING, MAX_OFFSET, MAX_TEXT_LENGTH
+from .attempts import Attempt, AttemptError
 from .clock import Clock, SystemClock
 from .default import get_job_queue, initialize_job_queue
 from .errors import (
@@ -86,6 +87,8 @@ __all__ = [
     "STATUSES",
     "TERMINAL_STATUSES",
     "AnyJob",
+    "Attempt",
+    "AttemptError",
     "BackendError",
     "CancelledJob",
     "Claim",

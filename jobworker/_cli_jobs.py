@@ -20,6 +20,7 @@ from ._cli_common import (
     positive_duration,
 )
 from ._console import print_fields, print_table
+from .attempts import Attempt, AttemptError
 from .errors import DuplicateJobError, JobNotFoundError, StaleJobError
 from .model import (
     INT_MAX,
@@ -69,7 +70,24 @@ def _summary(job: AnyJob) -> str:
         return _json_text(job.progress)
     if isinstance(job, FailedJob):
         return job.error
+    last = _last_error(job)
+    if last is not None:
+        # A job waiting to retry: why its last attempt failed.
+        return f"last error: {last.describe()}"
     return ""
+
+
+def _last_error(job: AnyJob) -> AttemptError | None:
+    """The error of the job's latest attempt, if that attempt failed."""
+    if job.attempts and not isinstance(job, (RunningJob, CompleteJob)):
+        return job.attempts[-1].error
+    return None
+
+
+def _attempt_line(attempt: Attempt) -> str:
+    error = attempt.error
+    outcome = "ok" if error is None else f"{error.class_path}: {error.message}"
+    return f"{attempt.worker}, {_time(attempt.started_at)} - {_time(attempt.ended_at)}, {outcome}"
 
 
 _LIST_HEADERS = (
@@ -96,7 +114,7 @@ def _row(job: AnyJob) -> list[str]:
         _time(meta.created),
         _time(meta.run_after),
         meta.user_id or "-",
-        _summary(job)[:80],
+        " ".join(_summary(job).split())[:80],
     ]
 
 
@@ -121,9 +139,16 @@ def _fields(job: AnyJob) -> list[tuple[str, str]]:
         fields.append(("worker", job.claim.worker))
         fields.append(("progress", _json_text(job.progress)))
     if isinstance(job, CompleteJob):
+        fields.append(("worker", job.worker or "-"))
         fields.append(("result", _json_text(job.result)))
     if isinstance(job, FailedJob):
         fields.append(("error", job.error))
+    last = _last_error(job)
+    if last is not None and not isinstance(job, FailedJob):
+        fields.append(("last error", last.describe()))
+    fields.extend((f"attempt {a.number}", _attempt_line(a)) for a in job.attempts)
+    if last is not None and last.traceback:
+        fields.append(("traceback", last.traceback.rstrip("\n")))
     return fields
 
 

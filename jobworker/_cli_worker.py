@@ -28,7 +28,7 @@ from ._cli_common import (
     open_cli_queue,
     seconds,
 )
-from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._logging import JOB_LOG_MODES, LOG_FORMATS, LOG_LEVELS, configure_logging
 from .runner import Runner
 from .worker import JobWorker
 
@@ -136,7 +136,9 @@ def _exit_now(code: int) -> NoReturn:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    configure_logging(level=args.log_level, format=args.log_format, stream=sys.stderr)
+    configure_logging(
+        level=args.log_level, format=args.log_format, stream=sys.stderr, job_log=args.job_log
+    )
     classes = [(spec, load_worker_class(spec)) for spec in args.classes]
     options: dict[str, Any] = {}
     for name in ("poll_interval", "heartbeat_interval", "error_backoff"):
@@ -248,3 +250,10 @@ def add_worker_command(subcommands: Any) -> None:
     logs = parser.add_argument_group("logging (to standard error)")
     logs.add_argument("--log-format", choices=LOG_FORMATS, default="text")
     logs.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
+    logs.add_argument(
+        "--job-log",
+        choices=JOB_LOG_MODES,
+        default="all",
+        help="one line per finished job: all of them (default), only failed, "
+        "retried and lost attempts, or none",
+    )

@@ -13,12 +13,21 @@ from typing import Final, Literal, TextIO
 
 from .redact import mask_secrets
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "JSONFormatter", "configure_logging"]
+__all__ = ["JOB_LOG_MODES", "LOG_FORMATS", "LOG_LEVELS", "JSONFormatter", "configure_logging"]
 
 LogFormat = Literal["text", "json"]
+JobLogMode = Literal["all", "errors", "off"]
 
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Which per-job lines (the ``jobworker.jobs`` logger) to keep: every job's
+#: end, only failed, retried and lost attempts, or none.
+JOB_LOG_MODES: Final[tuple[JobLogMode, ...]] = ("all", "errors", "off")
+_JOB_LOG_LEVELS: Final[dict[str, int]] = {
+    "all": logging.NOTSET,
+    "errors": logging.WARNING,
+    "off": logging.CRITICAL + 1,
+}
 
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
 
@@ -64,12 +73,19 @@ class JSONFormatter(logging.Formatter):
 
 
 def configure_logging(
-    *, level: str = "INFO", format: LogFormat = "text", stream: TextIO
+    *,
+    level: str = "INFO",
+    format: LogFormat = "text",
+    stream: TextIO,
+    job_log: JobLogMode = "all",
 ) -> logging.Handler:
     """Send every log record of *level* and above to *stream*; return the handler.
 
     Replaces the root logger's handlers: the command owns its process.
+    *job_log* sets which lines of the ``jobworker.jobs`` logger (one per
+    finished attempt) pass: ``"all"``, ``"errors"`` or ``"off"``.
     """
+    logging.getLogger("jobworker.jobs").setLevel(_JOB_LOG_LEVELS[job_log])
     handler = logging.StreamHandler(stream)
     if format == "json":
         handler.setFormatter(JSONFormatter())

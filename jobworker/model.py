@@ -34,6 +34,7 @@ from typing import (
 
 import attrs
 
+from .attempts import Attempt, AttemptError, append, clean_text
 from .errors import (
     InvalidJobError,
     InvalidTransitionError,
@@ -47,6 +48,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "WORKER_LOST",
     "AnyJob",
+    "Attempt",
+    "AttemptError",
     "CancelledJob",
     "Claim",
     "CompleteJob",
@@ -271,6 +274,8 @@ class PendingJob(Generic[P]):
     metadata: JobMetadata
     params: P
     status: Literal["pending"] = attrs.field(default="pending", init=False)
+    #: The attempts made so far (a job waiting to retry: its last error is in ``attempts[-1]``).
+    attempts: tuple[Attempt, ...] = ()
 
 
 @attrs.frozen
@@ -283,11 +288,17 @@ class RunningJob(Generic[P, G]):
     claim: Claim
     progress: G | None = None
     status: Literal["running"] = attrs.field(default="running", init=False)
+    #: The earlier attempts, which have ended; this one is not among them yet.
+    attempts: tuple[Attempt, ...] = ()
 
 
 @attrs.frozen
 class CompleteJob(Generic[P, R]):
-    """A job whose last attempt returned ``result``."""
+    """A job whose last attempt returned ``result``.
+
+    That attempt is ``started_at``, ``completed_at`` and ``worker``;
+    ``attempts`` holds the ones before it, which failed.
+    """
 
     metadata: JobMetadata
     params: P
@@ -295,11 +306,19 @@ class CompleteJob(Generic[P, R]):
     completed_at: _dt.datetime
     result: R
     status: Literal["complete"] = attrs.field(default="complete", init=False)
+    #: The attempts before the one that completed.
+    attempts: tuple[Attempt, ...] = ()
+    #: The name of the worker whose attempt completed the job.
+    worker: str = ""
 
 
 @attrs.frozen
 class FailedJob(Generic[P]):
-    """A job that failed its last allowed attempt; ``error`` says why."""
+    """A job that failed its last allowed attempt.
+
+    ``error`` is the last attempt's error in one line (``"Type: message"``,
+    cut to a bounded length); ``attempts`` keeps every attempt's error whole.
+    """
 
     metadata: JobMetadata
     params: P
@@ -307,6 +326,8 @@ class FailedJob(Generic[P]):
     completed_at: _dt.datetime
     error: str
     status: Literal["failed"] = attrs.field(default="failed", init=False)
+    #: Every attempt, each with its error (type, message and traceback).
+    attempts: tuple[Attempt, ...] = ()
 
 
 @attrs.frozen
@@ -318,6 +339,8 @@ class CancelledJob(Generic[P]):
     completed_at: _dt.datetime
     started_at: _dt.datetime | None = None
     status: Literal["cancelled"] = attrs.field(default="cancelled", init=False)
+    #: The attempts that ended before the job was cancelled.
+    attempts: tuple[Attempt, ...] = ()
 
 
 #: Any job, in any state. Params, progress and result are untyped here; narrow
@@ -406,18 +429,6 @@ def new_job(
     )
 
 
-def clean_text(text: str) -> str:
-    """Return *text* with NUL characters and lone surrogates replaced.
-
-    For free text jobworker stores on the caller's behalf (errors, worker
-    names), which every store must take.
-    """
-    # The usual case, checked in O(1) and a memchr: nothing to replace.
-    if type(text) is str and text.isascii() and "\x00" not in text:
-        return text
-    return text.replace("\x00", "\ufffd").encode(errors="replace").decode()
-
-
 def describe_error(exc: BaseException) -> str:
     """Return ``"Type: message"`` for *exc*, cut to a bounded length, storable anywhere."""
     text = clean_text(f"{type(exc).__name__}: {exc}")
@@ -432,36 +443,72 @@ def describe_error(exc: BaseException) -> str:
 
 def start(job: PendingJob[P], *, claim: Claim, now: _dt.datetime) -> RunningJob[P, Any]:
     """Claim a pending job: pending -> running."""
-    # By position (metadata, params, started_at, claim): start and complete run
-    # once per job, and a keyword call to an attrs __init__ costs more.
-    return RunningJob(job.metadata, job.params, now, claim)
+    # By position (metadata, params, started_at, claim, progress, attempts): start
+    # and complete run once per job, and a keyword call to an attrs __init__ costs more.
+    return RunningJob(job.metadata, job.params, now, claim, None, job.attempts)
+
+
+def _ended(
+    job: RunningJob[Any, Any], now: _dt.datetime, error: AttemptError | None
+) -> tuple[Attempt, ...]:
+    """Return *job*'s history with its current attempt added, ended at *now*."""
+    history = job.attempts
+    if not history:
+        # The usual case, on every job's completion: one attempt, one tuple.
+        return (
+            Attempt(job.metadata.retry_count + 1, job.claim.worker, job.started_at, now, error),
+        )
+    attempt = Attempt(history[-1].number + 1, job.claim.worker, job.started_at, now, error)
+    return append(history, attempt)
+
+
+def _as_error(error: str | AttemptError) -> AttemptError:
+    return AttemptError.from_text(error) if isinstance(error, str) else error
+
+
+def _one_line(error: str | AttemptError) -> str:
+    """Return the ``FailedJob.error`` text of *error*: one bounded line."""
+    text = error if isinstance(error, str) else error.describe()
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 3] + "..."
+    return text
 
 
 def complete(job: RunningJob[P, Any], result: R, *, now: _dt.datetime) -> CompleteJob[P, R]:
     """Finish a running job with *result*: running -> complete."""
-    # (metadata, params, started_at, completed_at, result), by position as in start.
-    return CompleteJob(job.metadata, job.params, job.started_at, now, result)
+    # (metadata, params, started_at, completed_at, result, attempts, worker), by
+    # position as in start. The completing attempt is the job's own fields, not
+    # an Attempt of its own: nothing more is allocated on the path every job takes.
+    return CompleteJob(
+        job.metadata, job.params, job.started_at, now, result, job.attempts, job.claim.worker
+    )
 
 
-def fail(job: RunningJob[P, Any], error: str, *, now: _dt.datetime) -> FailedJob[P]:
-    """Fail a running job for good: running -> failed."""
+def fail(job: RunningJob[P, Any], error: str | AttemptError, *, now: _dt.datetime) -> FailedJob[P]:
+    """Fail a running job for good: running -> failed.
+
+    *error* is the attempt's error: an :class:`AttemptError`, or a one-line
+    ``"Type: message"``.
+    """
     return FailedJob(
         metadata=job.metadata,
         params=job.params,
         started_at=job.started_at,
         completed_at=now,
-        error=error,
+        error=_one_line(error),
+        attempts=_ended(job, now, _as_error(error)),
     )
 
 
 def fail_or_retry(
-    job: RunningJob[P, Any], error: str, *, now: _dt.datetime, delay: float
+    job: RunningJob[P, Any], error: str | AttemptError, *, now: _dt.datetime, delay: float
 ) -> PendingJob[P] | FailedJob[P]:
     """Apply the guide's retry rule to a failed attempt.
 
     If ``retry_count < max_retries`` the job returns to pending with
     ``retry_count + 1``, not to be claimed for *delay* seconds; otherwise it
-    fails with *error*.
+    fails with *error*. Either way the attempt and its error join
+    ``attempts``.
     """
     meta = job.metadata
     if meta.retry_count < meta.max_retries:
@@ -469,6 +516,7 @@ def fail_or_retry(
         return PendingJob(
             metadata=attrs.evolve(meta, retry_count=meta.retry_count + 1, run_after=run_after),
             params=job.params,
+            attempts=_ended(job, now, _as_error(error)),
         )
     return fail(job, error, now=now)
 
@@ -476,24 +524,27 @@ def fail_or_retry(
 def release(job: RunningJob[P, Any]) -> PendingJob[P]:
     """Give a running job back unrun: running -> pending, ``retry_count`` unchanged.
 
-    Used when the worker itself is interrupted (``KeyboardInterrupt``,
-    ``SystemExit``), which is not a failure of the job.
+    Used when the worker itself is interrupted (``KeyboardInterrupt``),
+    which is not a failure of the job; no attempt is recorded.
     """
-    return PendingJob(metadata=job.metadata, params=job.params)
+    return PendingJob(job.metadata, job.params, job.attempts)
 
 
 def requeue(job: FailedJob[P]) -> PendingJob[P]:
     """Give a failed job another full set of attempts: failed -> pending.
 
     ``retry_count`` goes back to 0 and the error is dropped; ``created``,
-    ``priority`` and params are kept, and the job is due at once. An
+    ``priority``, params and the history of attempts are kept, and the job
+    is due at once. An
     operator's decision (``jobworker retry``), never the worker's. Cancelled
     jobs cannot be requeued: a cancelled attempt may still be running.
     """
     if job.status != "failed":
         raise InvalidTransitionError(job.status, "pending", "only a failed job can be requeued")
     return PendingJob(
-        metadata=attrs.evolve(job.metadata, retry_count=0, run_after=None), params=job.params
+        metadata=attrs.evolve(job.metadata, retry_count=0, run_after=None),
+        params=job.params,
+        attempts=job.attempts,
     )
 
 
@@ -501,9 +552,17 @@ def cancel(job: PendingJob[P] | RunningJob[P, Any], *, now: _dt.datetime) -> Can
     """Cancel a pending or running job: -> cancelled."""
     if job.status not in ("pending", "running"):
         raise InvalidTransitionError(job.status, "cancelled")
-    started = job.started_at if isinstance(job, RunningJob) else None
+    if isinstance(job, RunningJob):
+        # The running attempt ends here, without an error of its own.
+        started, history = job.started_at, _ended(job, now, None)
+    else:
+        started, history = None, job.attempts
     return CancelledJob(
-        metadata=job.metadata, params=job.params, completed_at=now, started_at=started
+        metadata=job.metadata,
+        params=job.params,
+        completed_at=now,
+        started_at=started,
+        attempts=history,
     )
 
 
@@ -569,7 +628,7 @@ def apply_update(
     if isinstance(submitted, CompleteJob):
         return complete(stored, submitted.result, now=now)
     if isinstance(submitted, FailedJob):
-        return fail(stored, submitted.error, now=now)
+        return fail(stored, _submitted_error(stored, submitted) or submitted.error, now=now)
     if isinstance(submitted, CancelledJob):
         return cancel(stored, now=now)
     meta = stored.metadata
@@ -587,4 +646,19 @@ def apply_update(
             meta, retry_count=meta.retry_count + 1, run_after=submitted.metadata.run_after
         ),
         params=stored.params,
+        attempts=_ended(stored, now, _submitted_error(stored, submitted)),
     )
+
+
+def _submitted_error(stored: RunningJob[Any, Any], submitted: AnyJob) -> AttemptError | None:
+    """Return the error of the attempt that *submitted* ends, if it carries one.
+
+    A worker's :func:`fail_or_retry` adds the attempt (with the whole
+    error) to the job it submits; the stored job has one attempt fewer.
+    """
+    if not submitted.attempts:
+        return None
+    last = submitted.attempts[-1]
+    if stored.attempts and last.number <= stored.attempts[-1].number:
+        return None
+    return last.error

@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from ._limits import MAX_NESTING
+from .attempts import attempt_from_dict, attempt_to_dict
 from .errors import InvalidJobError, PayloadTooLargeError, SerializationError, safe_repr
 from .jobtypes import JobTypeRegistry
 from .model import (
@@ -342,14 +343,16 @@ def _decode_job(job: _J, registry: JobTypeRegistry) -> _J:
         progress = job.progress
         if progress is not None:
             progress = load_value(progress, job_type.progress, "progress")
-        new = RunningJob(job.metadata, params, job.started_at, job.claim, progress)
+        new = RunningJob(job.metadata, params, job.started_at, job.claim, progress, job.attempts)
     elif isinstance(job, CompleteJob):
         result_type = job_type.result
         if result_type is None:
             result = _loads(job.result)
         else:
             result = load_value(job.result, result_type, "result")
-        new = CompleteJob(job.metadata, params, job.started_at, job.completed_at, result)
+        new = CompleteJob(
+            job.metadata, params, job.started_at, job.completed_at, result, job.attempts, job.worker
+        )
     else:
         new = _with_values(job, params, None)
     return cast(_J, new)
@@ -375,16 +378,19 @@ def _with_values(job: _J, params: Any, extra: Any) -> _J:
     order checked below.
     """
     new: AnyJob
+    history = job.attempts
     if isinstance(job, RunningJob):
-        new = RunningJob(job.metadata, params, job.started_at, job.claim, extra)
+        new = RunningJob(job.metadata, params, job.started_at, job.claim, extra, history)
     elif isinstance(job, CompleteJob):
-        new = CompleteJob(job.metadata, params, job.started_at, job.completed_at, extra)
+        new = CompleteJob(
+            job.metadata, params, job.started_at, job.completed_at, extra, history, job.worker
+        )
     elif isinstance(job, PendingJob):
-        new = PendingJob(job.metadata, params)
+        new = PendingJob(job.metadata, params, history)
     elif isinstance(job, FailedJob):
-        new = FailedJob(job.metadata, params, job.started_at, job.completed_at, job.error)
+        new = FailedJob(job.metadata, params, job.started_at, job.completed_at, job.error, history)
     else:
-        new = CancelledJob(job.metadata, params, job.completed_at, job.started_at)
+        new = CancelledJob(job.metadata, params, job.completed_at, job.started_at, history)
     return cast(_J, new)
 
 
@@ -393,11 +399,11 @@ def _with_values(job: _J, params: Any, extra: Any) -> _J:
 # added or moved there too.
 assert [f.name for f in attrs.fields(Claim)] == ["token", "worker"]
 assert [[f.name for f in attrs.fields(cls)] for cls in _JOB_CLASSES] == [
-    ["metadata", "params", "status"],
-    ["metadata", "params", "started_at", "claim", "progress", "status"],
-    ["metadata", "params", "started_at", "completed_at", "result", "status"],
-    ["metadata", "params", "started_at", "completed_at", "error", "status"],
-    ["metadata", "params", "completed_at", "started_at", "status"],
+    ["metadata", "params", "status", "attempts"],
+    ["metadata", "params", "started_at", "claim", "progress", "status", "attempts"],
+    ["metadata", "params", "started_at", "completed_at", "result", "status", "attempts", "worker"],
+    ["metadata", "params", "started_at", "completed_at", "error", "status", "attempts"],
+    ["metadata", "params", "completed_at", "started_at", "status", "attempts"],
 ]
 
 
@@ -446,6 +452,7 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
         data["started_at"] = job.started_at.isoformat()
         data["completed_at"] = job.completed_at.isoformat()
         data["result"] = _loads(_dump(job.result, job_type.result, "result"))
+        data["worker"] = job.worker
     elif isinstance(job, FailedJob):
         data["started_at"] = job.started_at.isoformat()
         data["completed_at"] = job.completed_at.isoformat()
@@ -453,6 +460,7 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
     elif isinstance(job, CancelledJob):
         data["started_at"] = _time(job.started_at)
         data["completed_at"] = job.completed_at.isoformat()
+    data["attempts"] = [attempt_to_dict(attempt) for attempt in job.attempts]
     return data
 
 
@@ -492,8 +500,10 @@ def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None)
             fields["completed_at"] = _parse_time(data["completed_at"])
         if cls is CompleteJob:
             fields["result"] = value("result", job_type.result)
+            fields["worker"] = str(data.get("worker", ""))
         if cls is FailedJob:
             fields["error"] = str(data["error"])
+        fields["attempts"] = tuple(attempt_from_dict(item) for item in data.get("attempts", ()))
         job: AnyJob = cls(**fields)
     except InvalidJobError:
         raise

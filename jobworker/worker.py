@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import attrs
 
+from .attempts import AttemptError
 from .errors import (
     BackendError,
     InvalidJobError,
@@ -46,6 +47,11 @@ from .retry import RetryPolicy
 __all__ = ["JobOutcome", "JobWorker", "WorkerMetrics"]
 
 log = logging.getLogger("jobworker.worker")
+#: One line per finished attempt: ``complete`` and ``cancelled`` at INFO,
+#: ``retry``, ``failed`` and ``lost`` at WARNING, with the fields ``job_id``,
+#: ``job_type``, ``attempt``, ``duration`` (seconds), ``outcome`` and ``worker``
+#: as ``extra`` attributes of the record (and ``error`` for a failed attempt).
+job_log = logging.getLogger("jobworker.jobs")
 
 P = TypeVar("P")
 G = TypeVar("G")
@@ -53,6 +59,15 @@ G = TypeVar("G")
 _thread_numbers = itertools.count(1)
 
 OutcomeStatus = Literal["complete", "retry", "failed", "cancelled", "lost"]
+
+#: The level of each outcome's line on ``jobworker.jobs``.
+_LOG_LEVEL: dict[str, int] = {
+    "complete": logging.INFO,
+    "cancelled": logging.INFO,
+    "retry": logging.WARNING,
+    "failed": logging.WARNING,
+    "lost": logging.WARNING,
+}
 
 #: The metrics counter each outcome adds to.
 _COUNTER: dict[str, str] = {
@@ -297,7 +312,7 @@ class JobWorker(abc.ABC):
         before its current job ended; then it runs when that job ends.
         """
 
-    def get_retry_delay(self, job: RunningJob[Any, Any], error: Exception) -> float:
+    def get_retry_delay(self, job: RunningJob[Any, Any], error: BaseException) -> float:
         """Return seconds to wait before retrying *job* after *error*."""
         return self.retry_policy.delay(job.metadata.retry_count, self._rng)
 
@@ -453,29 +468,38 @@ class JobWorker(abc.ABC):
             except JobCancelledError as exc:
                 outcome = self._write_cancel(job, exc)
             except PermanentJobError as exc:
-                new: AnyJob = fail(job, describe_error(exc), now=self._now())
+                new: AnyJob = fail(job, AttemptError.from_exception(exc), now=self._now())
                 outcome = self._write_failure(job, new, exc)
             except RetryJobError as exc:
-                new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=exc.delay)
+                error = AttemptError.from_exception(exc)
+                new = fail_or_retry(job, error, now=self._now(), delay=exc.delay)
                 outcome = self._write_failure(job, new, exc)
-            except Exception as exc:  # broad: any error of user code fails the attempt
-                delay = self.get_retry_delay(job, exc)
-                new = fail_or_retry(job, describe_error(exc), now=self._now(), delay=delay)
-                outcome = self._write_failure(job, new, exc)
-            except BaseException:
-                # Interrupted (KeyboardInterrupt, SystemExit): hand the job back, unrun.
+            except KeyboardInterrupt:
+                # The operator's Ctrl-C: hand the job back, unrun, and stop.
                 try:
                     self.queue.update_job(release(job), "running", claim=job.claim)
                 except Exception:  # broad: the interrupt matters more; the lease recovers it
                     log.warning("could not release job %s", job.metadata.id, exc_info=True)
                 raise
+            except BaseException as exc:
+                # Broad: any error of job code fails the attempt, SystemExit
+                # included (as Django's task backends record it), and the
+                # worker goes on. Only KeyboardInterrupt, above, stops it.
+                delay = self.get_retry_delay(job, exc)
+                error = AttemptError.from_exception(exc)
+                new = fail_or_retry(job, error, now=self._now(), delay=delay)
+                outcome = self._write_failure(job, new, exc)
             else:
                 outcome = self._write_result(job, result)
             return outcome
         finally:
             self._heartbeat.track(None)
             self._current = None
-            self._count(outcome, time.monotonic() - began)
+            busy = time.monotonic() - began
+            self._count(outcome, busy)
+            # Checked here, so that a job log turned off costs one lookup.
+            if outcome is not None and job_log.isEnabledFor(_LOG_LEVEL[outcome.status]):
+                self._log_outcome(job, outcome, busy)
 
     def _now(self) -> Any:
         return self.queue.clock.now()
@@ -517,7 +541,8 @@ class JobWorker(abc.ABC):
         except InvalidJobError as exc:
             # Unstorable or too large: a retry would return the same value, so fail for good.
             log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
-            return self._write_failure(job, fail(job, describe_error(exc), now=self._now()), exc)
+            failure = fail(job, AttemptError.from_exception(exc), now=self._now())
+            return self._write_failure(job, failure, exc)
         except StaleJobError as exc:
             return self._outcome_not_written(job, exc)
         self._call_hook(self.on_job_complete, stored)
@@ -534,13 +559,6 @@ class JobWorker(abc.ABC):
     def _write_failure(
         self, job: RunningJob[Any, Any], new: AnyJob, error: BaseException
     ) -> JobOutcome:
-        log.warning(
-            "job %s (%s) attempt %d failed: %s",
-            job.metadata.id,
-            job.metadata.type,
-            job.metadata.retry_count + 1,
-            describe_error(error),
-        )
         try:
             stored = self._store_outcome(job, new)
         except StaleJobError as exc:
@@ -571,6 +589,36 @@ class JobWorker(abc.ABC):
             if error is not None and not isinstance(error, JobCancelledError):
                 self._counts["errors"] += 1
                 self._last_error = describe_error(error)
+
+    def _log_outcome(self, job: RunningJob[Any, Any], outcome: JobOutcome, busy: float) -> None:
+        """Log the end of an attempt on ``jobworker.jobs``, with its fields as ``extra``."""
+        status = outcome.status
+        level = _LOG_LEVEL[status]
+        meta = job.metadata
+        fields: dict[str, Any] = {
+            "job_id": meta.id,
+            "job_type": meta.type,
+            "attempt": meta.retry_count + 1,
+            "duration": round(busy, 6),
+            "outcome": status,
+            "worker": job.claim.worker,
+        }
+        error = outcome.error
+        if error is not None and not isinstance(error, JobCancelledError):
+            fields["error"] = describe_error(error)
+            job_log.log(
+                level,
+                "job %s (%s) attempt %d %s after %.3fs: %s",
+                meta.id, meta.type, meta.retry_count + 1, status, busy, fields["error"],
+                extra=fields,
+            )  # fmt: skip
+        else:
+            job_log.log(
+                level,
+                "job %s (%s) attempt %d %s in %.3fs",
+                meta.id, meta.type, meta.retry_count + 1, status, busy,
+                extra=fields,
+            )  # fmt: skip
 
     def _call_hook(self, hook: Callable[..., None], *args: Any) -> None:
         try:

@@ -103,11 +103,13 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_ended")} ON {jobs} (completed_us)
                 WHERE status IN ('complete', 'failed', 'cancelled')""",
         ),
+        # Every attempt's worker, times and error (JSON; see jobworker.attempts).
+        2: (f"ALTER TABLE {jobs} ADD COLUMN attempts text",),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

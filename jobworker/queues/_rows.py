@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 from typing import Any, Final
 
+from ..attempts import attempts_from_json, attempts_to_json
 from ..clock import from_us, to_us
 from ..errors import safe_repr
 from ..model import (
@@ -41,14 +42,14 @@ __all__ = [
 COLUMNS: Final = (
     "id, type, user_id, status, priority, created_us, retry_count, max_retries, "
     "run_after_us, params, progress, result, error, started_us, completed_us, "
-    "claim_token, claim_worker"
+    "claim_token, claim_worker, attempts"
 )
 #: Columns a transition may change, in the order of :func:`mutable_values`.
 MUTABLE: Final = (
     "status, retry_count, run_after_us, progress, result, error, "
-    "started_us, completed_us, claim_token, claim_worker"
+    "started_us, completed_us, claim_token, claim_worker, attempts"
 )
-N_COLUMNS: Final = 17
+N_COLUMNS: Final = 18
 
 
 def _us_or_none(value: _dt.datetime | None) -> int | None:
@@ -64,6 +65,7 @@ def mutable_values(job: AnyJob) -> tuple[Any, ...]:
         token, worker = job.claim.token, job.claim.worker
     elif isinstance(job, CompleteJob):
         result, started, completed = job.result, job.started_at, job.completed_at
+        worker = job.worker  # the worker of the attempt that completed it
     elif isinstance(job, FailedJob):
         error, started, completed = job.error, job.started_at, job.completed_at
     elif isinstance(job, CancelledJob):
@@ -79,15 +81,17 @@ def mutable_values(job: AnyJob) -> tuple[Any, ...]:
         _us_or_none(completed),
         token,
         worker,
+        attempts_to_json(job.attempts),
     )
 
 
 def values_of(job: AnyJob) -> tuple[Any, ...]:
     """Return the values of :data:`COLUMNS` for a stored-form *job*."""
     meta = job.metadata
-    status, retry_count, run_after, progress, result, error, started, completed, token, worker = (
-        mutable_values(job)
-    )
+    (
+        status, retry_count, run_after, progress, result, error, started, completed, token,
+        worker, history,
+    ) = mutable_values(job)  # fmt: skip
     return (
         meta.id,
         meta.type,
@@ -106,6 +110,7 @@ def values_of(job: AnyJob) -> tuple[Any, ...]:
         completed,
         token,
         worker,
+        history,
     )
 
 
@@ -129,6 +134,7 @@ def row_to_job(row: Any) -> AnyJob:
     (
         job_id, job_type, user, status, priority, created, retry_count, max_retries,
         run_after, params, progress, result, error, started, completed, token, worker,
+        history,
     ) = tuple(row)[:N_COLUMNS]  # fmt: skip
     if status not in STATUSES:
         raise ValueError(f"unknown status {safe_repr(status)}")
@@ -143,14 +149,16 @@ def row_to_job(row: Any) -> AnyJob:
         run_after=None if run_after is None else from_us(_int(run_after, "run_after_us")),
     )
     params = _text(params, "params")
+    attempts = attempts_from_json(None if history is None else _text(history, "attempts"))
     if status == "pending":
-        return PendingJob(metadata=meta, params=params)
+        return PendingJob(metadata=meta, params=params, attempts=attempts)
     if status == "cancelled":
         return CancelledJob(
             metadata=meta,
             params=params,
             completed_at=from_us(_int(completed, "completed_us")),
             started_at=None if started is None else from_us(_int(started, "started_us")),
+            attempts=attempts,
         )
     started_at = from_us(_int(started, "started_us"))
     if status == "running":
@@ -160,6 +168,7 @@ def row_to_job(row: Any) -> AnyJob:
             started_at=started_at,
             claim=Claim(token=_text(token, "claim_token"), worker=_text(worker, "claim_worker")),
             progress=None if progress is None else _text(progress, "progress"),
+            attempts=attempts,
         )
     completed_at = from_us(_int(completed, "completed_us"))
     if status == "complete":
@@ -169,6 +178,8 @@ def row_to_job(row: Any) -> AnyJob:
             started_at=started_at,
             completed_at=completed_at,
             result=_text(result, "result"),
+            attempts=attempts,
+            worker="" if worker is None else _text(worker, "claim_worker"),
         )
     if status == "failed":
         return FailedJob(
@@ -177,6 +188,7 @@ def row_to_job(row: Any) -> AnyJob:
             started_at=started_at,
             completed_at=completed_at,
             error=_text(error, "error"),
+            attempts=attempts,
         )
     raise AssertionError(f"unreachable: status {safe_repr(status)}")
 
@@ -201,7 +213,7 @@ def sanitize_row(
     values = list(tuple(row)[:N_COLUMNS])
     (
         job_id, job_type, user, _, priority, created, retry_count, max_retries,
-        _, params, _, _, _, started, _, _, _,
+        _, params, _, _, _, started, _, _, _, history,
     ) = values  # fmt: skip
 
     def integer(value: Any, default: int) -> int:
@@ -233,4 +245,13 @@ def sanitize_row(
         now_us,
         None,
         None,
+        history if _is_history(history) else None,
     )
+
+
+def _is_history(value: Any) -> bool:
+    try:
+        attempts_from_json(value)
+    except (TypeError, ValueError):
+        return False
+    return True

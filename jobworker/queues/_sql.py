@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from typing import Any, ClassVar, Final, TypeVar, cast
 
+from ..attempts import MAX_ATTEMPTS_KEPT, attempts_to_json
 from ..errors import (
     InvalidJobError,
     JobNotFoundError,
@@ -111,6 +112,7 @@ class SQLQueue(JobQueue):
     SKIP_LOCKED: ClassVar[str] = ""
     #: ``run_after_us`` equal to a parameter, NULL included.
     SAME_RUN_AFTER: ClassVar[str] = "run_after_us IS ?"
+    SAME_ATTEMPTS: ClassVar[str] = "attempts IS ?"
     #: Conditions that a running row's values have the types a job needs,
     #: where the schema does not enforce them (see _update_fenced).
     WELL_TYPED: ClassVar[str] = ""
@@ -447,8 +449,15 @@ class SQLQueue(JobQueue):
         if not isinstance(claim, Claim):
             return None
         meta = submitted.metadata
+        # The attempts before this one: a failed attempt's outcome carries
+        # them and itself; a whole history may have dropped its oldest.
+        history = submitted.attempts
+        if isinstance(submitted, FailedJob):
+            if not history or len(history) >= MAX_ATTEMPTS_KEPT:
+                return None
+            history = history[:-1]
         held: RunningJob[None, Any] = RunningJob(
-            metadata=meta, params=None, started_at=submitted.started_at, claim=claim
+            meta, None, submitted.started_at, claim, None, history
         )
         try:
             new = apply_update(held, submitted, expected, now=from_us(now), claim=claim)
@@ -461,7 +470,8 @@ class SQLQueue(JobQueue):
             WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
             AND lease_until_us > {{now}} AND started_us = ? AND type = ? AND user_id = ?
             AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
-            AND {self.SAME_RUN_AFTER} {self.WELL_TYPED} RETURNING params"""
+            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} {self.WELL_TYPED}
+            RETURNING params"""
         )
         try:
             args = (
@@ -478,6 +488,7 @@ class SQLQueue(JobQueue):
                 meta.retry_count,
                 meta.max_retries,
                 None if meta.run_after is None else to_us(meta.run_after),
+                attempts_to_json(history),
             )
         except (TypeError, ValueError, OverflowError):
             return None  # a submitted time the general path does not read anyway
@@ -540,7 +551,7 @@ class SQLQueue(JobQueue):
         The predicate is user code and runs after the claim's statement.
         """
         try:
-            accepted = predicate(PendingJob(metadata=job.metadata, params=job.params))
+            accepted = predicate(PendingJob(job.metadata, job.params, job.attempts))
         except BaseException:
             self.update_job(release(job), "running", claim=job.claim)
             raise

@@ -66,6 +66,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status IN ('complete', 'failed', 'cancelled')
         """,
     ),
+    # Every attempt's worker, times and error (JSON; see jobworker.attempts).
+    2: ("ALTER TABLE jobworker_jobs ADD COLUMN attempts TEXT",),
 }
 
 #: The schema version this release writes.

@@ -487,7 +487,7 @@ class MemoryQueue(JobQueue):
         job carries. A job handed back keeps its place (*seq*, its arrival).
         """
         try:
-            accepted = predicate(PendingJob(job.metadata, job.params))
+            accepted = predicate(PendingJob(job.metadata, job.params, job.attempts))
         except BaseException:
             self._hand_back(job, seq)
             raise

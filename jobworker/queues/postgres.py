@@ -226,6 +226,7 @@ class PostgresQueue(SQLQueue):
     ARRIVAL = "seq"
     KEY = "id"
     SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
+    SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
 

@@ -266,3 +266,36 @@ def failed_pg(dsn: str, schema: str, job_id: str) -> None:
         assert running is not None
         failed = model.fail(running, "Boom", now=queue.clock.now())
         queue.update_job(failed, "running", claim=running.claim)
+
+
+def test_a_job_waiting_to_retry_shows_its_last_error(url: str) -> None:
+    # Issue 9, 3.9: show, list and --json show the error before the job has failed for good.
+    message = "first line\n\nafter a blank line"
+    with jw.open_queue(url) as queue:
+        queue.create_job(jw.new_job("flaky", {}, id="flaky", max_retries=3))
+        running = queue.poll_next_pending_job(worker="w-1")
+        assert running is not None
+        try:
+            raise ValueError(message)
+        except ValueError as exc:
+            error = jw.AttemptError.from_exception(exc)
+        retried = model.fail_or_retry(running, error, now=queue.clock.now(), delay=3600)
+        queue.update_job(retried, "running", claim=running.claim)
+
+    shown = jobworker("show", "flaky", "--queue", url)
+    assert shown.returncode == 0, shown.stderr
+    assert "status: pending" in shown.stdout
+    assert f"last error: ValueError: {message}" in shown.stdout
+    assert "attempt 1: w-1, " in shown.stdout and "builtins.ValueError" in shown.stdout
+    assert "raise ValueError(message)" in shown.stdout  # the traceback
+    listed = jobworker("list", "--queue", url)
+    assert "last error: ValueError: first line" in listed.stdout
+    data = json.loads(jobworker("show", "flaky", "--json", "--queue", url).stdout)
+    (attempt,) = data["attempts"]
+    assert attempt["worker"] == "w-1" and attempt["number"] == 1
+    assert attempt["error"]["class_path"] == "builtins.ValueError"
+    assert attempt["error"]["message"] == message
+    assert attempt["error"]["traceback"].endswith(f"ValueError: {message}\n")
+    assert json.loads(jobworker("list", "--json", "--queue", url).stdout)[0]["attempts"] == [
+        attempt
+    ]

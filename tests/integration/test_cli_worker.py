@@ -299,3 +299,38 @@ def test_bad_worker_arguments_give_one_line(
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert message in proc.stderr
     assert "secret" not in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["all", "errors", "off"])
+def test_each_jobs_end_is_logged_with_fields_unless_turned_off(
+    spawn: Callable[..., WorkerProcess], tmp_path: pathlib.Path, mode: str
+) -> None:
+    # Issue 9, 4.5: at INFO a completed job logs one line, its fields as JSON keys.
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with jw.open_queue(url) as queue:
+        queue.create_job(jw.new_job("sleep", {}, id="fine"))
+        queue.create_job(jw.new_job("fail", {}, id="broken", max_retries=0))
+        worker = spawn(
+            SLEEP, "tests.integration.cli_workers:FailWorker", "--queue", url,
+            "--log-format", "json", "--job-log", mode,
+        )  # fmt: skip
+        worker.wait_ready()
+        for job_id in ("fine", "broken"):
+            queue.wait_for_job(job_id, timeout=TIMEOUT)
+    # The worker logs a job's end before it takes the next: stop after both lines.
+    worker.signal(signal.SIGTERM)
+    assert worker.finish() == ExitCode.OK, worker.log()
+    lines = {r["job_id"]: r for r in worker.records() if r["logger"] == "jobworker.jobs"}
+    expected = {"all": {"fine", "broken"}, "errors": {"broken"}, "off": set()}[mode]
+    assert set(lines) == expected, worker.log()
+    if "fine" in lines:
+        fine = lines["fine"]
+        assert (fine["level"], fine["outcome"], fine["job_type"], fine["attempt"]) == (
+            "INFO", "complete", "sleep", 1,
+        )  # fmt: skip
+        assert isinstance(fine["duration"], float) and fine["duration"] >= 0
+        assert fine["worker"].startswith("sleep-")
+    if "broken" in lines:
+        broken = lines["broken"]
+        assert (broken["level"], broken["outcome"], broken["attempt"]) == ("WARNING", "failed", 1)
+        assert broken["error"] == "PermanentJobError: this job always fails"

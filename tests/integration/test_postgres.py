@@ -25,7 +25,7 @@ import pytest
 import jobworker as jw
 import jobworker.clock
 from jobworker.model import complete
-from jobworker.queues._postgres_schema import Names
+from jobworker.queues._postgres_schema import SCHEMA_VERSION, Names
 from tests.conftest import drop_schema, new_schema, require_postgres, with_app
 
 from .crash_harness import Execution, WorkerProcesses, read_ledger, watch
@@ -628,9 +628,9 @@ def test_migrating_twice_changes_nothing(postgres_schema: tuple[str, str]) -> No
         tables = tables_in(dsn, schema)
         assert "jobworker_jobs" in tables and "jobworker_meta" in tables
         queue.create_job(jw.new_job("t", {"kept": True}, id="kept"))
-        assert queue.migrate() == 1  # the version found: already current
+        assert queue.migrate() == SCHEMA_VERSION  # the version found: already current
     with jw.PostgresQueue(dsn, schema=schema, migrate=True) as again:
-        assert again.migrate() == 1
+        assert again.migrate() == SCHEMA_VERSION
         kept = again.get_job("kept")
         assert kept is not None and kept.params == {"kept": True}
     assert tables_in(dsn, schema) == tables
@@ -682,10 +682,10 @@ def test_two_processes_migrating_at_once_both_succeed(postgres_schema: tuple[str
     for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
     with jw.PostgresQueue(dsn, schema=schema) as queue:
-        assert queue.migrate() == 1
+        assert queue.migrate() == SCHEMA_VERSION
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(f'SELECT key, value FROM "{schema}"."jobworker_meta"').fetchall()
-    assert rows == [("schema_version", "1")]
+    assert rows == [("schema_version", str(SCHEMA_VERSION))]
 
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1"

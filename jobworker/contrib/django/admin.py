@@ -23,7 +23,7 @@ __all__ = ["JobAdmin"]
 class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Jobs, newest first, filtered by status and type, searched by id, type or user."""
 
-    list_display = ("id", "type", "status", "priority", "created", "attempts", "completed")
+    list_display = ("id", "type", "status", "priority", "created", "attempt_count", "completed")
     list_filter = ("status", "type")
     search_fields = ("=id", "type", "=user_id")
     list_per_page = 50
@@ -34,7 +34,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "status",
         "user_id",
         "priority",
-        "attempts",
+        "attempt_count",
         "created",
         "run_after",
         "started",
@@ -44,6 +44,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "progress_json",
         "result_json",
         "error",
+        "history_text",
     )
     readonly_fields = fields
 
@@ -61,7 +62,7 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     @admin.display(description="attempts")
-    def attempts(self, job: Job) -> str:
+    def attempt_count(self, job: Job) -> str:
         """Attempts so far, out of the most allowed: ``1 / 4``."""
         ran = job.retry_count + (0 if job.status == "pending" or job.started_us is None else 1)
         return f"{ran} / {job.max_retries + 1}"
@@ -89,6 +90,10 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="progress")
     def progress_json(self, job: Job) -> str:
         return job.progress_json
+
+    @admin.display(description="attempts and their errors")
+    def history_text(self, job: Job) -> str:
+        return job.history_text
 
     @admin.display(description="result")
     def result_json(self, job: Job) -> str:

@@ -13,6 +13,7 @@ import json
 
 from django.db import models
 
+from ...attempts import Attempt, attempts_from_json
 from ...clock import from_us
 from ...model import STATUSES
 
@@ -53,6 +54,7 @@ class Job(models.Model):
     started_us: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
     completed_us: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
     claim_worker: models.TextField[str | None, str | None] = models.TextField(null=True)
+    attempts: models.TextField[str | None, str | None] = models.TextField(null=True)
     lease_until_us: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
         null=True
     )
@@ -86,6 +88,30 @@ class Job(models.Model):
     def completed(self) -> _dt.datetime | None:
         """When the job ended (complete, failed or cancelled)."""
         return _time(self.completed_us)
+
+    @property
+    def history(self) -> tuple[Attempt, ...]:
+        """Every attempt that ended, oldest first (see :mod:`jobworker.attempts`)."""
+        try:
+            return attempts_from_json(self.attempts)
+        except ValueError:
+            return ()
+
+    @property
+    def history_text(self) -> str:
+        """Each attempt: its number, worker, times and whole error, traceback included."""
+        lines: list[str] = []
+        for attempt in self.history:
+            lines.append(
+                f"#{attempt.number} {attempt.worker} "
+                f"{attempt.started_at.isoformat()} - {attempt.ended_at.isoformat()}: "
+                + ("complete" if attempt.error is None else attempt.error.class_path)
+            )
+            if attempt.error is not None:
+                lines.append(attempt.error.message)
+                if attempt.error.traceback:
+                    lines.append(attempt.error.traceback)
+        return "\n".join(lines)
 
     @property
     def params_json(self) -> str:

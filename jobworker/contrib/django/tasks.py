@@ -37,6 +37,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from ...attempts import AttemptError
 from ...errors import JobworkerError
 from ...model import (
     MAX_ERROR_LENGTH,
@@ -90,14 +91,17 @@ _STATUS: Final[dict[str, TaskResultStatus]] = {
 _OPTIONS: Final = frozenset({"max_retries"})
 _ERROR: Final = re.compile(r"TaskFailedError: ([\w.]+)")
 _LIMIT: Final = MAX_ERROR_LENGTH - len("TaskFailedError: ")
+_UNKNOWN_ERROR: Final = "jobworker.errors.JobworkerError"
+#: The worker of an attempt stored before attempts were kept.
+_UNKNOWN_WORKER: Final = "jobworker"
 
 
 class TaskFailedError(JobworkerError):
-    """A task function raised; the job's error records what, and where.
+    """A task function raised: what jobs of earlier releases stored as their error.
 
-    The message is ``"<exception class path>: <message>"``, a blank line and
-    the end of the traceback, cut to fit a job's stored error, so that
-    :attr:`TaskResult.errors` can name the exception class.
+    No longer raised: a task's exception now fails its attempt as it is, and
+    the job's ``attempts`` keep its class, message and traceback apart. Kept
+    so that code which imports it, and jobs stored before, still work.
     """
 
     def __init__(self, error: BaseException) -> None:
@@ -165,12 +169,20 @@ def _local(value: _dt.datetime | None) -> _dt.datetime | None:
     return timezone.make_naive(value)
 
 
+def _attempt_error(error: AttemptError) -> TaskError:
+    """Return the :class:`TaskError` of one attempt's error."""
+    # The formatted traceback ends with the whole message, as Django's own
+    # backends store it; a lost worker has no traceback, only its reason.
+    trace = error.traceback or error.describe()
+    return TaskError(exception_class_path=error.class_path or _UNKNOWN_ERROR, traceback=trace)
+
+
 def _task_error(stored: str) -> TaskError:
-    """Return the :class:`TaskError` a failed job's stored error describes."""
+    """Return the :class:`TaskError` a failed job of an earlier release stored as its error."""
     match = _ERROR.match(stored)
     if match is None:
         # Not raised by the task function: a lost worker, or jobworker's own error.
-        return TaskError(exception_class_path="jobworker.errors.JobworkerError", traceback=stored)
+        return TaskError(exception_class_path=_UNKNOWN_ERROR, traceback=stored)
     trace = stored.partition("\n\n")[2]
     return TaskError(exception_class_path=match.group(1), traceback=trace)
 
@@ -291,14 +303,32 @@ class JobworkerBackend(BaseTaskBackend):
         )
 
     def _result(self, job: AnyJob, task: Task[Any, Any] | None = None) -> TaskResult[Any]:
-        """Return the :class:`TaskResult` that *job* stands for."""
-        started = completed = None
-        errors: list[TaskError] = []
-        if isinstance(job, (RunningJob, CompleteJob, FailedJob, CancelledJob)):
-            started = job.started_at
+        """Return the :class:`TaskResult` that *job* stands for.
+
+        From the job's attempts: ``started_at`` is the first attempt's start,
+        ``last_attempted_at`` the latest's, ``errors`` and ``worker_ids``
+        have one entry per failed attempt and per attempt (the worker's
+        name, as the attempt recorded it).
+        """
+        history = job.attempts
+        errors = [_attempt_error(a.error) for a in history if a.error is not None]
+        worker_ids = [attempt.worker for attempt in history]
+        started = history[0].started_at if history else None
+        last = history[-1].started_at if history else None
+        completed = None
+        if isinstance(job, (RunningJob, CompleteJob)):
+            # The attempt that runs, or that completed: the job's own fields.
+            worker = job.claim.worker if isinstance(job, RunningJob) else job.worker
+            worker_ids.append(worker or _UNKNOWN_WORKER)
+            last = job.started_at
+            started = started or last
         if isinstance(job, (CompleteJob, FailedJob, CancelledJob)):
             completed = job.completed_at
-        if isinstance(job, FailedJob):
+            if started is None and job.started_at is not None:
+                # Stored by an earlier release, without its attempts.
+                started = last = job.started_at
+                worker_ids.append(_UNKNOWN_WORKER)
+        if isinstance(job, FailedJob) and not history:
             errors.append(_task_error(job.error))
         elif isinstance(job, CancelledJob):
             errors.append(
@@ -307,12 +337,6 @@ class JobworkerBackend(BaseTaskBackend):
                     traceback="the job was cancelled",
                 )
             )
-        # One entry per attempt made: jobworker keeps the worker of the
-        # running attempt only.
-        attempts = job.metadata.retry_count + (0 if started is None else 1)
-        worker_ids = ["jobworker"] * attempts
-        if isinstance(job, RunningJob) and worker_ids:
-            worker_ids[-1] = job.claim.worker
         result: TaskResult[Any] = TaskResult(
             task=self._task(job) if task is None else task,
             id=job.metadata.id,
@@ -320,7 +344,7 @@ class JobworkerBackend(BaseTaskBackend):
             enqueued_at=_local(job.metadata.created),
             started_at=_local(started),
             finished_at=_local(completed),
-            last_attempted_at=_local(started),
+            last_attempted_at=_local(last),
             args=job.params["args"],
             kwargs=job.params["kwargs"],
             backend=self.alias,
@@ -383,22 +407,19 @@ class TaskWorker(DjangoJobWorker):
     def execute_job(self, job: AnyJob) -> Any:
         """Call the task function; return its value, made JSON-safe.
 
-        :raises TaskFailedError: the task function raised.
+        Whatever the task function raises (``SystemExit`` included) fails the
+        attempt as it is: the job's attempts record its class, message and
+        traceback.
         """
         self.backend._task(job, strict=True)  # an unknown task fails here, unimported
         result = self.backend._result(job)
         task = result.task
         task_started.send(type(self.backend), task_result=result)
-        try:
-            if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-            else:
-                value = task.call(*result.args, **result.kwargs)
-            return normalize_json(value)
-        except JobworkerError:
-            raise  # jobworker's own control: PermanentJobError, RetryJobError, cancellation
-        except Exception as exc:  # broad: whatever the task raised fails the attempt
-            raise TaskFailedError(exc) from exc
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        else:
+            value = task.call(*result.args, **result.kwargs)
+        return normalize_json(value)
 
     def on_job_complete(self, job: AnyJob) -> None:
         """Send ``task_finished`` for the finished task."""

@@ -41,3 +41,13 @@ def flaky(context: Any, succeed_on: int) -> int:
 @task
 def count_orders() -> int:
     return Order.objects.using(get_settings().database).count()
+
+
+@task
+def leave(code: int) -> None:
+    raise SystemExit(code)
+
+
+@task(takes_context=True)
+def worker_ids_while_running(context: Any) -> list[str]:
+    return list(context.task_result.worker_ids)
