@@ -131,10 +131,15 @@ class Attempt(NamedTuple):
     and a tuple costs a third as much to make on that path.
     """
 
+    #: The attempt's number, counted from 1.
     number: int
+    #: The name of the worker that ran it.
     worker: str
+    #: When it started.
     started_at: _dt.datetime
+    #: When it ended: failed, lost or cancelled.
     ended_at: _dt.datetime
+    #: Why it failed; ``None`` for an attempt cancelled while it ran.
     error: AttemptError | None = None
 
 
