@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import sqlite3
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
@@ -107,6 +109,12 @@ def test_postgres_upgrades_a_version_1_schema_with_migrate(
 
     with pytest.raises(jw.BackendError, match="jobworker migrate"):
         jw.PostgresQueue(dsn, schema=schema, notify=False)
-    with jw.PostgresQueue(dsn, schema=schema, notify=False, migrate=True) as queue:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobworker", "migrate", dsn, "--schema", schema],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "upgraded the tables from schema version 1 to 2" in proc.stdout
+    with jw.PostgresQueue(dsn, schema=schema, notify=False) as queue:
         assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 2
         check_upgraded(queue)
