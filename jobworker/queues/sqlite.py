@@ -232,11 +232,7 @@ class SQLiteQueue(SQLQueue):
         """
         if connection is None:
             return super().create_job(job)
-        if not isinstance(connection, sqlite3.Connection):
-            raise TypeError(
-                f"connection must be an sqlite3.Connection, got {type(connection).__name__}"
-            )
-        self._check_same_file(connection)
+        self._check_connection(connection, "create_job")
         if _autocommits(connection):
             raise BackendError("create_job(connection=...) needs a connection inside a transaction")
         stored, created = self._encode_new(job)
@@ -256,17 +252,18 @@ class SQLiteQueue(SQLQueue):
         """
         if connection is None:
             return super().get_job(job_id)
-        if not isinstance(connection, sqlite3.Connection):
-            raise TypeError(
-                f"connection must be an sqlite3.Connection, got {type(connection).__name__}"
-            )
-        self._check_same_file(connection)
+        self._check_connection(connection, "get_job")
         try:
             return self._get_in(connection, job_id)
         except sqlite3.Error as exc:
             raise self._error("read failed", exc) from exc
 
-    def _check_same_file(self, connection: sqlite3.Connection) -> None:
+    def _check_connection(self, connection: object, call: str) -> None:
+        """Refuse a caller's *connection* that is not an sqlite3 one to this queue's file."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise TypeError(
+                f"connection must be an sqlite3.Connection, got {type(connection).__name__}"
+            )
         try:
             rows = connection.execute("PRAGMA database_list").fetchall()
         except sqlite3.Error as exc:
@@ -274,7 +271,7 @@ class SQLiteQueue(SQLQueue):
         main = next((row[2] for row in rows if row[1] == "main"), "")
         if not main or not os.path.exists(main) or not os.path.samefile(main, self.path):
             raise BackendError(
-                f"create_job(connection=...) got a connection to {main or 'memory'!r}, "
+                f"{call}(connection=...) got a connection to {main or 'memory'!r}, "
                 f"not to this queue's file {self.path!r}"
             )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
@@ -19,6 +19,9 @@ from ...queues._sqlite_schema import migrate as migrate_sqlite
 from ...queues.base import JobQueue
 from ...queues.sqlite import SQLiteQueue
 from .conf import get_settings
+
+if TYPE_CHECKING:
+    from ...queues.postgres import PostgresQueue
 
 __all__ = [
     "close_queues",
@@ -122,20 +125,11 @@ def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P
     :raises InvalidJobError: the job cannot be stored.
     """
     alias = get_settings().database if using is None else using
-    queue = get_queue(alias)
-    connection = connections[alias]
-    if not connection.in_atomic_block:
-        return queue.create_job(job)
-    if connection.vendor == _SQLITE:
-        assert isinstance(queue, SQLiteQueue)
-        connection.ensure_connection()
-        created = queue.create_job(job, connection=connection.connection)
-    else:
-        from ...queues.postgres import PostgresQueue  # noqa: PLC0415
-        from . import _postgres  # noqa: PLC0415
-
-        assert isinstance(queue, PostgresQueue)
-        created = queue.create_job(job, connection=_postgres.raw_connection(connection))
+    caller = _in_transaction(alias)
+    if caller is None:
+        return get_queue(alias).create_job(job)
+    queue, raw = caller
+    created = queue.create_job(job, connection=raw)
     # PostgreSQL notifies other processes at commit; this wakes this one's
     # idle workers at once, SQLite's included.
     transaction.on_commit(queue.wake, using=alias)
@@ -151,19 +145,33 @@ def read_job(job_id: str, *, using: str | None = None) -> AnyJob | None:
     found. Outside a transaction, as :meth:`JobQueue.get_job`.
     """
     alias = get_settings().database if using is None else using
-    queue = get_queue(alias)
+    caller = _in_transaction(alias)
+    if caller is None:
+        return get_queue(alias).get_job(job_id)
+    queue, raw = caller
+    return queue.get_job(job_id, connection=raw)
+
+
+def _in_transaction(alias: str) -> tuple[SQLiteQueue | PostgresQueue, Any] | None:
+    """Return the queue of *alias* and the driver connection of its open transaction.
+
+    ``None`` outside ``transaction.atomic()`` on that database. Inside, the
+    connection is the one Django's wraps, so the queue reads and writes
+    within the caller's transaction.
+    """
     connection = connections[alias]
     if not connection.in_atomic_block:
-        return queue.get_job(job_id)
+        return None
+    queue = get_queue(alias)
     if connection.vendor == _SQLITE:
         assert isinstance(queue, SQLiteQueue)
         connection.ensure_connection()
-        return queue.get_job(job_id, connection=connection.connection)
+        return queue, connection.connection
     from ...queues.postgres import PostgresQueue  # noqa: PLC0415
     from . import _postgres  # noqa: PLC0415
 
     assert isinstance(queue, PostgresQueue)
-    return queue.get_job(job_id, connection=_postgres.raw_connection(connection))
+    return queue, _postgres.raw_connection(connection)
 
 
 def enqueue(
