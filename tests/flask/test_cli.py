@@ -18,6 +18,7 @@ import jobworker as jw
 import jobworker.cli
 from jobworker.contrib.flask._cli import DELEGATED_COMMANDS
 from jobworker.model import fail
+from jobworker.queues._sqlite_schema import SCHEMA_VERSION
 
 from .conftest import GREETER, MakeApp
 from .sample_app import jobs
@@ -147,7 +148,7 @@ def test_the_commands_read_and_change_the_apps_queue(make_app: MakeApp, sqlite_u
         assert result.exit_code == 0, result.output
         return result.output
 
-    assert "created the tables at schema version 1" in run("migrate")
+    assert f"created the tables at schema version {SCHEMA_VERSION}" in run("migrate")
     created = json.loads(run("enqueue", "greet", "--params", '{"name": "Flo"}', "--json"))
     job_id = created["metadata"]["id"]
     # The app's own queue sees what the command created, and the other way round.

@@ -14,6 +14,7 @@ import zlib
 from typing import Any
 
 import pytest
+from sphinx.util import inventory
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 SCRIPT = DOCS / "_inventories" / "make_inventories.py"
@@ -47,7 +48,6 @@ def test_check_reports_a_stale_inventory(
 
 
 def test_inventories_load_with_sphinx(script: dict[str, Any]) -> None:
-    inventory = pytest.importorskip("sphinx.util.inventory")
     for name, project in script["PROJECTS"].items():
         with (DOCS / "_inventories" / f"{name}.inv").open("rb") as stream:
             loaded = inventory.InventoryFile.load(stream, project.base_url, lambda b, u: b + u)
