@@ -59,6 +59,17 @@ from .model import (
 from .queues import JobQueue, MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .runner import Runner
+from .tasks import (
+    TASK_TYPE_PREFIX,
+    JobFailedError,
+    JobHandle,
+    Task,
+    TaskContext,
+    TaskRegistry,
+    TaskWorker,
+    UnknownTaskError,
+    task,
+)
 from .urls import open_queue
 from .worker import JobOutcome, JobWorker, WorkerMetrics
 
@@ -85,6 +96,7 @@ __all__ = [
     "MAX_OFFSET",
     "MAX_TEXT_LENGTH",
     "STATUSES",
+    "TASK_TYPE_PREFIX",
     "TERMINAL_STATUSES",
     "AnyJob",
     "Attempt",
@@ -99,6 +111,8 @@ __all__ = [
     "InvalidJobError",
     "InvalidTransitionError",
     "JobCancelledError",
+    "JobFailedError",
+    "JobHandle",
     "JobId",
     "JobMetadata",
     "JobNotFoundError",
@@ -124,7 +138,12 @@ __all__ = [
     "SerializationError",
     "StaleJobError",
     "SystemClock",
+    "Task",
+    "TaskContext",
+    "TaskRegistry",
+    "TaskWorker",
     "UnknownJobTypeError",
+    "UnknownTaskError",
     "UserId",
     "WaitTimeoutError",
     "WorkerMetrics",
@@ -141,5 +160,6 @@ __all__ = [
     "job_id",
     "new_job",
     "open_queue",
+    "task",
     "user_id",
 ]

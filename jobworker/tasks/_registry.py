@@ -1,0 +1,102 @@
+"""The task registry: task names to the task objects this process defined.
+
+No name read from a stored job is ever imported: a job names its task, and
+the task is looked up here, among those whose modules this process imported.
+
+Threads: ``_lock`` serialises writers; readers look a name up in a plain dict
+without it (a dict read is atomic), so the worker's per-job lookup is one
+``dict.get``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from ..errors import PermanentJobError, safe_repr
+
+__all__ = ["TaskRegistry", "UnknownTaskError"]
+
+_T = TypeVar("_T")
+
+
+class UnknownTaskError(PermanentJobError, LookupError):
+    """A job names a task this process never defined; nothing was imported.
+
+    Raised in a worker, it fails the job at once (it is a
+    :class:`~jobworker.PermanentJobError`): another attempt would find the
+    same registry.
+
+    :ivar name: the task name the job gave.
+    """
+
+    def __init__(self, name: object) -> None:
+        super().__init__(
+            f"no task {safe_repr(name)} is defined in this process: only tasks whose "
+            f"modules this process imported run, and a job's task name is never imported"
+        )
+        self.name = name
+
+
+class TaskRegistry(Generic[_T]):
+    """Tasks by name, filled as their modules are imported.
+
+    Thread-safe. Registering a second task under a name another function
+    holds raises :class:`ValueError`; the same function defined again (its
+    module reloaded) replaces the first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # name -> task; written under _lock, read without it.
+        self._tasks: dict[str, _T] = {}
+        # name -> "module.qualname" of the function, to tell a reload from a clash.
+        self._origins: dict[str, str] = {}
+
+    def register(self, name: str, task: _T, *, origin: str) -> None:
+        """Register *task* as *name*; *origin* names the code that defined it.
+
+        :raises ValueError: *name* belongs to a task of another *origin*.
+        """
+        with self._lock:
+            held = self._origins.get(name)
+            if held is not None and held != origin:
+                raise ValueError(f"task name {name!r} is already used by {held}")
+            self._origins[name] = origin
+            # Copy on write: a reader iterating the old dict is never disturbed.
+            tasks = dict(self._tasks)
+            tasks[name] = task
+            self._tasks = tasks
+
+    def get(self, name: object) -> _T | None:
+        """Return the task registered as *name*, or ``None``. Never imports anything."""
+        if not isinstance(name, str):
+            return None
+        return self._tasks.get(name)
+
+    def require(self, name: object) -> _T:
+        """Return the task registered as *name*.
+
+        :raises UnknownTaskError: no task of that name is registered.
+        """
+        task = self.get(name)
+        if task is None:
+            raise UnknownTaskError(name)
+        return task
+
+    def names(self) -> list[str]:
+        """Return the registered names, sorted."""
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._tasks
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"<TaskRegistry {len(self._tasks)} tasks>"
