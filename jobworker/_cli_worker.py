@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ._cli_common import (
@@ -30,6 +31,7 @@ from ._cli_common import (
 )
 from ._logging import JOB_LOG_MODES, LOG_FORMATS, LOG_LEVELS, configure_logging
 from .runner import Runner
+from .tasks import TaskWorker
 from .worker import JobWorker
 
 __all__ = ["add_worker_command", "load_worker_class"]
@@ -48,10 +50,32 @@ def load_worker_class(spec: str) -> type[JobWorker]:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise CommandError(f"expected module:Class, got {spec!r}", ExitCode.USAGE)
+    found: Any = import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise CommandError(f"{module_name!r} has no {attribute!r}", ExitCode.USAGE) from None
+    if not (isinstance(found, type) and issubclass(found, JobWorker)):
+        raise CommandError(f"{spec} is not a JobWorker subclass", ExitCode.USAGE)
+    if inspect.isabstract(found):
+        raise CommandError(
+            f"{spec} is abstract: it must implement the three methods", ExitCode.USAGE
+        )
+    return found
+
+
+def import_module(module_name: str) -> Any:
+    """Import the module the operator named on the command line, and return it.
+
+    The current directory is on the import path, as with ``python -m``.
+
+    :raises CommandError: (``USAGE``) it cannot be imported.
+    """
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        found: Any = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except Exception as exc:  # broad: the module's own code failed; say so, and where, in one line
         log.debug("importing %s failed", module_name, exc_info=True)
         if (
@@ -65,18 +89,6 @@ def load_worker_class(spec: str) -> type[JobWorker]:
             f"importing {module_name!r} failed{_where(exc)}: {type(exc).__name__}: {exc}",
             ExitCode.USAGE,
         ) from None
-    for part in attribute.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise CommandError(f"{module_name!r} has no {attribute!r}", ExitCode.USAGE) from None
-    if not (isinstance(found, type) and issubclass(found, JobWorker)):
-        raise CommandError(f"{spec} is not a JobWorker subclass", ExitCode.USAGE)
-    if inspect.isabstract(found):
-        raise CommandError(
-            f"{spec} is abstract: it must implement the three methods", ExitCode.USAGE
-        )
-    return found
 
 
 def _where(exc: BaseException) -> str:
@@ -93,7 +105,9 @@ def _where(exc: BaseException) -> str:
     return f" at {frames[-1].filename}:{frames[-1].lineno}"
 
 
-def _build(cls: type[JobWorker], queue: Any, options: dict[str, Any], spec: str) -> JobWorker:
+def _build(
+    cls: Callable[..., JobWorker], queue: Any, options: dict[str, Any], spec: str
+) -> JobWorker:
     try:
         return cls(queue, **options)
     except (TypeError, ValueError) as exc:
@@ -139,7 +153,17 @@ def _worker(args: argparse.Namespace) -> int:
     configure_logging(
         level=args.log_level, format=args.log_format, stream=sys.stderr, job_log=args.job_log
     )
-    classes = [(spec, load_worker_class(spec)) for spec in args.classes]
+    classes: list[tuple[str, Callable[..., JobWorker]]] = [
+        (spec, load_worker_class(spec)) for spec in args.classes
+    ]
+    if args.tasks:
+        # Only the modules the operator named are imported; their @task
+        # functions register themselves. A job naming any other task fails.
+        for module_name in args.tasks:
+            import_module(module_name)
+        classes.append(("TaskWorker", TaskWorker))
+    if not classes:
+        raise CommandError("name a worker class (module:Class) or --tasks MODULE", ExitCode.USAGE)
     options: dict[str, Any] = {}
     for name in ("poll_interval", "heartbeat_interval", "error_backoff"):
         if getattr(args, name) is not None:
@@ -205,7 +229,8 @@ def add_worker_command(subcommands: Any) -> None:
         help="run workers until SIGTERM or SIGINT",
         description=(
             "Run worker classes, each given as module:Class and built as "
-            "Class(queue, **options), in threads of this process. The first SIGTERM or "
+            "Class(queue, **options), and the tasks of the modules given with --tasks, in "
+            "threads of this process. The first SIGTERM or "
             "SIGINT stops gracefully: current jobs finish within --stop-timeout, then exit "
             "0. A second signal exits at once with 128 + its number; the jobs held are "
             "recovered by other workers when their leases expire."
@@ -213,7 +238,17 @@ def add_worker_command(subcommands: Any) -> None:
     )
     parser.set_defaults(handler=_worker)
     parser.add_argument(
-        "classes", nargs="+", metavar="module:Class", help="a JobWorker subclass to run"
+        "classes", nargs="*", metavar="module:Class", help="a JobWorker subclass to run"
+    )
+    parser.add_argument(
+        "--tasks",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help=(
+            "import MODULE and run the @task functions registered in this process, in "
+            "TaskWorker threads (repeatable); a job naming any other task fails"
+        ),
     )
     parser.add_argument(
         "--concurrency",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-from uuid import uuid4
 from collections.abc import Callable
 from typing import (
     TYPE_CHECKING,
@@ -17,6 +16,7 @@ from typing import (
     TypeVar,
     overload,
 )
+from uuid import uuid4
 
 from .._limits import MAX_TEXT_LENGTH
 from ..default import get_job_queue
