@@ -23,14 +23,12 @@ import jobworker as jw
 
 from .crash_harness import watch
 from .task_module import Window, add, boom, flaky, until_cancelled, widen
-from .test_cli_worker import (  # noqa: F401  (fixtures)
-    ROOT,
-    TIMEOUT,
-    WorkerProcess,
-    backend,
-    open_backend,
-    spawn,
-)
+from . import test_cli_worker
+from .test_cli_worker import ROOT, TIMEOUT, WorkerProcess, open_backend
+
+# The worker command's fixtures: each durable backend, and worker processes.
+backend = test_cli_worker.backend
+spawn = test_cli_worker.spawn
 
 
 def enqueue(options: list[str]) -> dict[str, str]:
