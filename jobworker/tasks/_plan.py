@@ -56,34 +56,52 @@ class ArgsPlan:
         self.converts = bool(self.params)
 
     def dump_args(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Return *args* and *kwargs* with each converted parameter unstructured."""
-        bound = self.signature.bind(*args, **kwargs)
-        self._convert(bound, converter.unstructure)
-        return list(bound.args), bound.kwargs
+        """Return *args* and *kwargs*, checked, with each converted parameter unstructured."""
+        return self._convert(args, kwargs, converter.unstructure)
 
     def load_args(
         self, args: list[Any], kwargs: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Return stored *args* and *kwargs* with each converted parameter structured."""
-        bound = self.signature.bind(*args, **kwargs)
-        self._convert(bound, converter.structure)
-        return list(bound.args), bound.kwargs
+        """Return stored *args* and *kwargs*, checked, with each converted parameter structured."""
+        return self._convert(args, kwargs, converter.structure)
 
-    def _convert(self, bound: inspect.BoundArguments, convert: Callable[[Any, Any], Any]) -> None:
-        arguments = bound.arguments
-        for name, hint in self.params.items():
-            if name not in arguments:
-                continue
-            kind = self.signature.parameters[name].kind
-            value = arguments[name]
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                arguments[name] = tuple(convert(item, hint) for item in value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                arguments[name] = {key: convert(item, hint) for key, item in value.items()}
-            elif value is not None or not _optional(hint):
-                arguments[name] = convert(value, hint)
+    def _convert(
+        self,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        convert: Callable[[Any, Any], Any],
+    ) -> tuple[list[Any], dict[str, Any]]:
+        # Each value keeps its place (by position or by name), as the caller gave it.
+        self.signature.bind(*args, **kwargs)  # raises TypeError for a call that does not fit
+        positional = [
+            parameter
+            for parameter in self.signature.parameters.values()
+            if parameter.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        star_args = star_kwargs = None
+        for parameter in self.signature.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                star_args = parameter.name
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                star_kwargs = parameter.name
+        new_args = []
+        for index, value in enumerate(args):
+            name = positional[index].name if index < len(positional) else star_args
+            new_args.append(self._one(name, value, convert))
+        new_kwargs = {}
+        for name, value in kwargs.items():
+            target = name if name in self.signature.parameters else star_kwargs
+            new_kwargs[name] = self._one(target, value, convert)
+        return new_args, new_kwargs
+
+    def _one(self, name: str | None, value: Any, convert: Callable[[Any, Any], Any]) -> Any:
+        hint = self.params.get(name) if name is not None else None
+        if hint is None or (value is None and _optional(hint)):
+            return value
+        return convert(value, hint)
 
 
 def _optional(hint: Any) -> bool:

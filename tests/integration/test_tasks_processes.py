@@ -21,9 +21,9 @@ import pytest
 
 import jobworker as jw
 
+from . import test_cli_worker
 from .crash_harness import watch
 from .task_module import Window, add, boom, flaky, until_cancelled, widen
-from . import test_cli_worker
 from .test_cli_worker import ROOT, TIMEOUT, WorkerProcess, open_backend
 
 # The worker command's fixtures: each durable backend, and worker processes.
