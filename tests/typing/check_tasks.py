@@ -57,3 +57,4 @@ def wrong(queue: jw.JobQueue) -> None:
     crunch.enqueue_on(queue, ["1"])  # type: ignore[list-item]
     send_email.run_eagerly("a", 2)  # type: ignore[arg-type]
     number: int = send_email.enqueue("a", "b").result()  # type: ignore[assignment]
+    print(number)

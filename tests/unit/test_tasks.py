@@ -228,7 +228,7 @@ def test_an_unknown_task_name_fails_at_once_and_imports_nothing(
     assert outcome.status == "failed"
     assert isinstance(outcome.error, jw.UnknownTaskError)
     assert outcome.error.name == "this.main"
-    with pytest.raises(jw.JobFailedError, match="no task 'this.main' is defined in this process"):
+    with pytest.raises(jw.JobFailedError, match=r"no task 'this\.main' is defined in this process"):
         jw.JobHandle(job.metadata.id, queue=mq).result(timeout=0)
     assert "this" not in sys.modules
 
