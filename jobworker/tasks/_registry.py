@@ -3,9 +3,9 @@
 No name read from a stored job is ever imported: a job names its task, and
 the task is looked up here, among those whose modules this process imported.
 
-Threads: ``_lock`` serialises writers; readers look a name up in a plain dict
-without it (a dict read is atomic), so the worker's per-job lookup is one
-``dict.get``.
+Threads: ``_lock`` serialises writers; readers look a name up in the plain
+dict without it (one dict operation is atomic, and iteration copies the
+values first), so the worker's per-job lookup is one ``dict.get``.
 """
 
 from __future__ import annotations
@@ -64,10 +64,7 @@ class TaskRegistry(Generic[_T]):
             if held is not None and held != origin:
                 raise ValueError(f"task name {name!r} is already used by {held}")
             self._origins[name] = origin
-            # Copy on write: a reader iterating the old dict is never disturbed.
-            tasks = dict(self._tasks)
-            tasks[name] = task
-            self._tasks = tasks
+            self._tasks[name] = task
 
     def get(self, name: object) -> _T | None:
         """Return the task registered as *name*, or ``None``. Never imports anything."""

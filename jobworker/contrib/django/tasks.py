@@ -19,9 +19,9 @@ No name stored in a job is ever imported: a job names its task, and the task
 is looked up among those this process defined (each ``@task`` function of
 this backend is registered when its module is imported; the app imports the
 ``tasks`` module of every installed app at startup). A job naming any other
-task fails with :class:`UnknownTaskError`.
-
-Threads: ``_registry_lock`` guards ``_registry``.
+task fails at once with :class:`~jobworker.UnknownTaskError`. The registry
+is a :class:`~jobworker.TaskRegistry`, the mechanism :func:`jobworker.task`
+uses.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import re
-import threading
 import traceback
 from typing import Any, Final, NoReturn
 
@@ -50,6 +49,7 @@ from ...model import (
     new_job,
 )
 from ...queues.base import JobQueue
+from ...tasks import TaskRegistry, UnknownTaskError
 from ._tasks_api import (
     DEFAULT_TASK_BACKEND_ALIAS,
     BaseTaskBackend,
@@ -117,26 +117,10 @@ class TaskFailedError(JobworkerError):
         super().__init__(f"{head}\n\n{trace}")
 
 
-class UnknownTaskError(JobworkerError, LookupError):
-    """A job names a task that this process never defined; nothing was imported.
-
-    Only ``@task`` functions of a :class:`JobworkerBackend` whose module this
-    process imported (the ``tasks`` module of an installed app, or a module
-    the project's code imports) run.
-    """
-
-    def __init__(self, name: object) -> None:
-        super().__init__(
-            f"no task {name!r} is defined in this process: only the @task functions of "
-            f"modules the project imports (such as each installed app's tasks module) run, "
-            f"and a job's task name is never imported"
-        )
-        self.name = name
-
-
-_registry_lock = threading.Lock()
-# module path -> the task as its module defined it; guarded by _registry_lock.
-_registry: dict[str, Task[Any, Any]] = {}
+#: The tasks this process defined, by module path: filled by ``validate_task``
+#: (each ``@task`` of this backend, as its module is imported, and again at
+#: each enqueue). The same registry mechanism as :func:`jobworker.task`'s.
+_registry: Final[TaskRegistry[Task[Any, Any]]] = TaskRegistry()
 
 
 def get_registered_task(name: object) -> Task[Any, Any] | None:
@@ -144,10 +128,7 @@ def get_registered_task(name: object) -> Task[Any, Any] | None:
 
     Thread-safe; never imports anything.
     """
-    if not isinstance(name, str):
-        return None
-    with _registry_lock:
-        return _registry.get(name)
+    return _registry.get(name)
 
 
 def unknown_task(*args: Any, **kwargs: Any) -> NoReturn:
@@ -222,8 +203,7 @@ class JobworkerBackend(BaseTaskBackend):
         """Check *task* as Django does, then register it: jobs may name it from now on."""
         super().validate_task(task)
         if task.func is not unknown_task:
-            with _registry_lock:
-                _registry[task.module_path] = task
+            _registry.register(task.module_path, task, origin=task.module_path)
 
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         """Store *task* with its arguments as a job; return its result, ``READY``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
-from typing import TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app
 
@@ -13,6 +13,7 @@ from ...errors import QueueClosedError, WorkerStateError
 from ...model import PendingJob, new_job
 from ...queues.base import JobQueue
 from ...runner import Runner
+from ...tasks import JobHandle, Task
 from ...urls import open_queue
 from ...worker import JobWorker
 from . import _exit
@@ -24,6 +25,8 @@ __all__ = ["EXTENSION_KEY", "AppState", "FlaskJobworker", "get_state"]
 log = logging.getLogger("jobworker.contrib.flask")
 
 P = TypeVar("P")
+TP = ParamSpec("TP")
+TR = TypeVar("TR")
 
 #: The key of the app's state in ``app.extensions``.
 EXTENSION_KEY = "jobworker"
@@ -287,6 +290,28 @@ class FlaskJobworker:
             run_after=run_after,
         )
         return self.get_queue(app).create_job(job)
+
+    def enqueue_task(
+        self, task: Task[TP, TR], /, *args: TP.args, **kwargs: TP.kwargs
+    ) -> JobHandle[TR]:
+        """Enqueue *task* with these arguments on the current app's queue; return its handle.
+
+        The same as ``task.enqueue_on(ext.queue, *args, **kwargs)``. A
+        :class:`jobworker.TaskWorker` in ``JOBWORKER_WORKERS`` runs it, inside
+        an app context, looking the task up by name in the registry its
+        ``@jobworker.task`` filled.
+
+        :raises TypeError: the arguments do not fit the task's signature.
+        :raises SerializationError: an argument cannot be stored.
+        """
+        return task.enqueue_on(self.get_queue(), *args, **kwargs)
+
+    def handle(self, job_id: str, app: Flask | None = None) -> JobHandle[Any]:
+        """Return a :class:`jobworker.JobHandle` on the job *job_id* of *app*'s queue.
+
+        For a typed result, use ``task.handle(job_id, queue=ext.queue)``.
+        """
+        return JobHandle(job_id, queue=self.get_queue(app))
 
     def create_workers(
         self, app: Flask | None = None, *, concurrency: int | None = None
