@@ -31,7 +31,7 @@ def test_a_task_enqueued_through_the_extension_runs_in_an_app_context(
     )
     with app.app_context():
         handle = jobs.enqueue_task(greet, "Ada")
-        with pytest.raises(TypeError, match="task tests.flask.greet"):
+        with pytest.raises(TypeError, match=r"task tests\.flask\.greet"):
             jobs.enqueue_task(greet, "Ada", "Lovelace")  # type: ignore[call-arg]
     assert jobs.start_workers(app)
     assert handle.result(timeout=10) == "Hello, Ada!"
