@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
 from ..errors import JobCancelledError, JobNotFoundError, JobworkerError, safe_repr
 from ..model import AnyJob, CompleteJob, FailedJob, JobId, JobStatus
 from ..queues.base import JobQueue
 from ..serialization import converter
+from ._types import TaskReturn
 
 if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = ["JobFailedError", "JobHandle"]
-
-R = TypeVar("R")
 
 
 class JobFailedError(JobworkerError):
@@ -34,7 +33,7 @@ class JobFailedError(JobworkerError):
         self.error_type = head if sep and head.isidentifier() else ""
 
 
-class JobHandle(Generic[R]):
+class JobHandle(Generic[TaskReturn]):
     """A job in a queue, by id: its status, progress and result.
 
     Returned by :meth:`Task.enqueue`; build one from an id in any process
@@ -50,7 +49,9 @@ class JobHandle(Generic[R]):
 
     __slots__ = ("id", "queue", "task")
 
-    def __init__(self, id: str, *, queue: JobQueue, task: Task[Any, R] | None = None) -> None:
+    def __init__(
+        self, id: str, *, queue: JobQueue, task: Task[Any, TaskReturn] | None = None
+    ) -> None:
         self.id: JobId = id  # type: ignore[assignment]  # a NewType of str: no call per handle
         self.queue = queue
         self.task = task
@@ -83,7 +84,7 @@ class JobHandle(Generic[R]):
         """
         return self.queue.wait_for_job(self.id, timeout=timeout)
 
-    def result(self, timeout: float | None = None) -> R:
+    def result(self, timeout: float | None = None) -> TaskReturn:
         """Wait for the job to end and return its result.
 
         :raises JobFailedError: the job failed for good (retries spent, or a

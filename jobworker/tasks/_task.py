@@ -12,8 +12,6 @@ from typing import (
     Final,
     Generic,
     Literal,
-    ParamSpec,
-    TypeVar,
     overload,
 )
 from uuid import uuid4
@@ -28,14 +26,13 @@ from ..serialization import DEFAULT_MAX_PAYLOAD, converter, roundtrip_value
 from ._handle import JobFailedError, JobHandle
 from ._plan import ArgsPlan
 from ._registry import TaskRegistry
+from ._types import TaskParams, TaskReturn
 
 if TYPE_CHECKING:
     from ..worker import JobWorker
 
 __all__ = ["TASK_TYPE_PREFIX", "Task", "TaskContext", "default_registry", "task"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 #: A task named ``n`` makes jobs of type ``TASK_TYPE_PREFIX + n``.
 TASK_TYPE_PREFIX: Final = "fn:"
@@ -90,12 +87,12 @@ class TaskContext:
             raise JobCancelledError(f"job {safe_repr(self.job_id)} was cancelled")
 
 
-class Task(Generic[P, R]):
+class Task(Generic[TaskParams, TaskReturn]):
     """A function that runs as a job; made by :func:`task`.
 
     Call it to run the function here and now; :meth:`enqueue` to run it in a
-    worker. ``P`` is the function's parameters (without the context, if it
-    takes one) and ``R`` its return type, so a type checker checks
+    worker. ``TaskParams`` is the function's parameters (without the context, if it
+    takes one) and ``TaskReturn`` its return type, so a type checker checks
     :meth:`enqueue` calls and :meth:`JobHandle.result`.
 
     :ivar name: the task's name, unique in its registry.
@@ -104,7 +101,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        function: Callable[..., R],
+        function: Callable[..., TaskReturn],
         *,
         name: str,
         max_retries: int,
@@ -161,13 +158,13 @@ class Task(Generic[P, R]):
             self._converts = plan.converts or plan.result is not None
         return plan
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: TaskParams.args, **kwargs: TaskParams.kwargs) -> TaskReturn:
         """Call the function here, as if it were not a task (with an empty context)."""
         if self.takes_context:
             return self.function(TaskContext(None, None), *args, **kwargs)
         return self.function(*args, **kwargs)
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+    def enqueue(self, *args: TaskParams.args, **kwargs: TaskParams.kwargs) -> JobHandle[TaskReturn]:
         """Enqueue a job running this task with these arguments on the default queue.
 
         The default queue is :func:`~jobworker.get_job_queue`'s.
@@ -177,7 +174,9 @@ class Task(Generic[P, R]):
         """
         return self.enqueue_on(get_job_queue(), *args, **kwargs)
 
-    def enqueue_on(self, queue: JobQueue, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+    def enqueue_on(
+        self, queue: JobQueue, *args: TaskParams.args, **kwargs: TaskParams.kwargs
+    ) -> JobHandle[TaskReturn]:
         """Enqueue a job running this task with these arguments on *queue*.
 
         :raises TypeError: the arguments do not fit the function's signature.
@@ -206,11 +205,11 @@ class Task(Generic[P, R]):
         )
         return JobHandle(id, queue=queue, task=self)
 
-    def handle(self, id: str, *, queue: JobQueue | None = None) -> JobHandle[R]:
+    def handle(self, id: str, *, queue: JobQueue | None = None) -> JobHandle[TaskReturn]:
         """Return a handle on this task's job *id*, in *queue* (default: the default queue)."""
         return JobHandle(id, queue=get_job_queue() if queue is None else queue, task=self)
 
-    def run_eagerly(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def run_eagerly(self, *args: TaskParams.args, **kwargs: TaskParams.kwargs) -> TaskReturn:
         """Run the task in this thread, with the round trip a queue would make.
 
         For tests: the arguments are checked and stored as JSON and read back
@@ -287,9 +286,9 @@ class Task(Generic[P, R]):
 
 @overload
 def task(
-    function: Callable[P, R],
+    function: Callable[TaskParams, TaskReturn],
     /,
-) -> Task[P, R]: ...
+) -> Task[TaskParams, TaskReturn]: ...
 
 
 @overload
@@ -301,7 +300,7 @@ def task(
     retry_policy: RetryPolicy | None = ...,
     takes_context: Literal[False] = ...,
     registry: TaskRegistry[Task[Any, Any]] | None = ...,
-) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+) -> Callable[[Callable[TaskParams, TaskReturn]], Task[TaskParams, TaskReturn]]: ...
 
 
 @overload
@@ -313,7 +312,9 @@ def task(
     retry_policy: RetryPolicy | None = ...,
     takes_context: Literal[True],
     registry: TaskRegistry[Task[Any, Any]] | None = ...,
-) -> Callable[[Callable[Concatenate[TaskContext, P], R]], Task[P, R]]: ...
+) -> Callable[
+    [Callable[Concatenate[TaskContext, TaskParams], TaskReturn]], Task[TaskParams, TaskReturn]
+]: ...
 
 
 def task(
@@ -339,7 +340,8 @@ def task(
     :param retry_policy: the delay before a retry (default: the worker's).
     :param takes_context: pass a :class:`TaskContext` as the first argument,
         for progress and cancellation.
-    :param registry: where to register it (default: :data:`default_registry`).
+    :param registry: where to register it (default:
+        :data:`jobworker.tasks.default_registry`).
     :raises ValueError: the name is taken by another function, or is not a
         valid job type, or an option is out of range.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
@@ -14,6 +14,7 @@ from ...model import PendingJob, new_job
 from ...queues.base import JobQueue
 from ...runner import Runner
 from ...tasks import JobHandle, Task
+from ...tasks._types import TaskParams, TaskReturn
 from ...urls import open_queue
 from ...worker import JobWorker
 from . import _exit
@@ -25,8 +26,6 @@ __all__ = ["EXTENSION_KEY", "AppState", "FlaskJobworker", "get_state"]
 log = logging.getLogger("jobworker.contrib.flask")
 
 P = TypeVar("P")
-TP = ParamSpec("TP")
-TR = TypeVar("TR")
 
 #: The key of the app's state in ``app.extensions``.
 EXTENSION_KEY = "jobworker"
@@ -292,8 +291,12 @@ class FlaskJobworker:
         return self.get_queue(app).create_job(job)
 
     def enqueue_task(
-        self, task: Task[TP, TR], /, *args: TP.args, **kwargs: TP.kwargs
-    ) -> JobHandle[TR]:
+        self,
+        task: Task[TaskParams, TaskReturn],
+        /,
+        *args: TaskParams.args,
+        **kwargs: TaskParams.kwargs,
+    ) -> JobHandle[TaskReturn]:
         """Enqueue *task* with these arguments on the current app's queue; return its handle.
 
         The same as ``task.enqueue_on(ext.queue, *args, **kwargs)``. A
