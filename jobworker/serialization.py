@@ -159,6 +159,11 @@ def _stored_key(key: Any) -> Any:
     return key
 
 
+# Up to this many containers on one level are walked as they come; more are
+# deduplicated first (a value sharing containers stays linear, not exponential).
+_SMALL_LEVEL: Final = 8
+
+
 def check_shape(value: Any, what: str) -> None:
     """Raise :class:`SerializationError` unless the plain *value* can be stored exactly.
 
@@ -166,7 +171,8 @@ def check_shape(value: Any, what: str) -> None:
     value nests forever), and no two keys of one dict may be stored as the
     same text (``{1: "a", "1": "b"}``): the JSON object would keep only one.
     Walks one level at a time, not by recursion, so any caller's stack will
-    do; a container met twice on one level (shared, or circular) is walked once.
+    do; on a level of more than a few containers, one met twice (shared, or
+    circular) is walked once.
     """
     level = [value] if isinstance(value, _CONTAINERS) else []
     depth = 0
@@ -187,9 +193,10 @@ def check_shape(value: Any, what: str) -> None:
                 children += item.values()
             else:
                 children += item
-        level = list(
-            {id(child): child for child in children if isinstance(child, _CONTAINERS)}.values()
-        )
+        level = [child for child in children if isinstance(child, _CONTAINERS)]
+        if len(level) > _SMALL_LEVEL:
+            # Shared containers would double a level at each step: walk each once.
+            level = list({id(child): child for child in level}.values())
 
 
 def _check_keys(item: dict[Any, Any], what: str) -> None:

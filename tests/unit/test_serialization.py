@@ -22,6 +22,7 @@ from jobworker.errors import (
 from jobworker.jobtypes import JobTypeRegistry
 from jobworker.serialization import (
     DEFAULT_MAX_PAYLOAD,
+    check_shape,
     job_from_dict,
     job_to_dict,
     load_value,
@@ -117,6 +118,18 @@ def test_unstorable_values_are_refused(value: Any) -> None:
         roundtrip(value)
     assert isinstance(info.value, InvalidJobError)
     assert "params" in str(info.value)
+
+
+def test_shared_containers_are_checked_in_linear_time() -> None:
+    # Each level holds the one below twice: 2**40 paths, 40 distinct lists.
+    value: list[Any] = [{"leaf": 1}]
+    for _ in range(40):
+        value = [value, value]
+    check_shape(value, "params")
+    wide: dict[str, Any] = {"k": {}}
+    for _ in range(40):
+        wide = {str(n): wide for n in range(3)}  # three shared keys a level: below the dedup
+    check_shape(wide, "params")
 
 
 def test_an_unregistered_attrs_instance_is_refused() -> None:
