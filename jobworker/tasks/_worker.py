@@ -86,7 +86,7 @@ class TaskWorker(JobWorker):
         running = cast("RunningJob[Any, Any]", job)
         return task._run(self, running, running.params)
 
-    def get_retry_delay(self, job: RunningJob[Any, Any], error: Exception) -> float:
+    def get_retry_delay(self, job: RunningJob[Any, Any], error: BaseException) -> float:
         task = self._task(job.metadata.type)
         if task is not None and task.retry_policy is not None:
             return task.retry_policy.delay(job.metadata.retry_count, self._rng)
