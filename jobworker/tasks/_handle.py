@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic
 
-from ..errors import JobCancelledError, JobNotFoundError, JobworkerError, safe_repr
+import cattrs
+
+from ..errors import (
+    JobCancelledError,
+    JobNotFoundError,
+    JobworkerError,
+    SerializationError,
+    safe_repr,
+)
 from ..model import AnyJob, CompleteJob, FailedJob, JobId, JobStatus
 from ..queues.base import JobQueue
 from ..serialization import converter
@@ -91,13 +99,21 @@ class JobHandle(Generic[TaskReturn]):
             permanent error).
         :raises JobCancelledError: the job was cancelled.
         :raises WaitTimeoutError: it did not end within *timeout* seconds.
+        :raises SerializationError: the stored result does not fit the task's
+            return annotation.
         """
         job = self.wait(timeout)
         if isinstance(job, CompleteJob):
             result: Any = job.result
             plan = None if self.task is None else self.task._plan()
             if plan is not None and plan.result is not None and result is not None:
-                result = converter.structure(result, plan.result)
+                try:
+                    result = converter.structure(result, plan.result)
+                except (TypeError, ValueError, KeyError, cattrs.BaseValidationError) as exc:
+                    raise SerializationError(
+                        f"job {safe_repr(self.id)}: stored result does not fit "
+                        f"{plan.result!r}: {exc}"
+                    ) from exc
             return result  # type: ignore[no-any-return]
         if isinstance(job, FailedJob):
             raise JobFailedError(self.id, job.error)

@@ -16,6 +16,8 @@ from typing import (
 )
 from uuid import uuid4
 
+import cattrs
+
 from .._limits import MAX_TEXT_LENGTH
 from ..default import get_job_queue
 from ..errors import JobCancelledError, PermanentJobError, safe_repr
@@ -270,8 +272,17 @@ class Task(Generic[TaskParams, TaskReturn]):
         if plan.converts:
             try:
                 args, kwargs = plan.load_args(args, kwargs)
-            except TypeError as exc:
-                raise PermanentJobError(f"task {self.name}: {exc}") from None
+            except (
+                TypeError,
+                ValueError,
+                KeyError,
+                AttributeError,
+                cattrs.BaseValidationError,
+            ) as exc:
+                # Stored arguments that do not fit the signature never will: no retry.
+                raise PermanentJobError(
+                    f"task {self.name}: stored arguments do not fit its parameters: {exc}"
+                ) from None
         if self.takes_context:
             result = self.function(TaskContext(worker, job), *args, **kwargs)
         else:

@@ -407,3 +407,26 @@ def test_run_eagerly_raises_the_error_result_would(
         boom.run_eagerly()
     assert failed.value.error_type == "ValueError"
     assert isinstance(failed.value.__cause__, ValueError)
+
+
+def test_stored_values_that_do_not_fit_the_annotations_give_clear_errors(
+    mq: jw.MemoryQueue, registry: jw.TaskRegistry[jw.Task[Any, Any]]
+) -> None:
+    @jw.task(name="widen", max_retries=3, registry=registry)
+    def widen(span: Span) -> Span:
+        return span
+
+    # Written by another program: the argument is no Span. Failed at once, not retried.
+    job = mq.create_job(jw.new_job("fn:widen", {"args": [{"days": "x"}], "kwargs": {}}))
+    [outcome] = run_pending(jw.TaskWorker(mq, [widen]), fail_fast=False)
+    assert outcome.status == "failed"
+    assert "task widen: stored arguments do not fit its parameters" in str(outcome.error)
+    assert outcome.job.metadata.retry_count == 0
+    # A stored result that is no Span: result() says so, typed.
+    done = mq.create_job(jw.new_job("other", {}))
+    running = mq.poll_next_pending_job(types=["other"])
+    assert running is not None and running.metadata.id == done.metadata.id
+    mq._complete_job(running, {"start": "not a time", "days": 1})
+    with pytest.raises(jw.SerializationError, match="stored result does not fit"):
+        widen.handle(done.metadata.id, queue=mq).result(timeout=0)
+    assert job.metadata.id != done.metadata.id
