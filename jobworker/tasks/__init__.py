@@ -8,7 +8,7 @@ name read from a job.
 
 from ._handle import JobFailedError, JobHandle
 from ._registry import TaskRegistry, UnknownTaskError
-from ._task import TASK_TYPE_PREFIX, Task, TaskContext, default_registry, task
+from ._task import TASK_TYPE_PREFIX, Task, TaskCall, TaskContext, default_registry, task
 from ._worker import TaskWorker
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "JobFailedError",
     "JobHandle",
     "Task",
+    "TaskCall",
     "TaskContext",
     "TaskRegistry",
     "TaskWorker",

@@ -21,7 +21,15 @@ import cattrs
 from .._limits import MAX_TEXT_LENGTH
 from ..default import get_job_queue
 from ..errors import JobCancelledError, PermanentJobError, safe_repr
-from ..model import JobId, JobMetadata, PendingJob, RunningJob, UserId, describe_error
+from ..model import (
+    JobId,
+    JobMetadata,
+    PendingJob,
+    RunningJob,
+    UserId,
+    describe_error,
+    new_job,
+)
 from ..queues.base import JobQueue
 from ..retry import RetryPolicy
 from ..serialization import DEFAULT_MAX_PAYLOAD, converter, roundtrip_value
@@ -33,7 +41,7 @@ from ._types import TaskParams, TaskReturn
 if TYPE_CHECKING:
     from ..worker import JobWorker
 
-__all__ = ["TASK_TYPE_PREFIX", "Task", "TaskContext", "default_registry", "task"]
+__all__ = ["TASK_TYPE_PREFIX", "Task", "TaskCall", "TaskContext", "default_registry", "task"]
 
 
 #: A task named ``n`` makes jobs of type ``TASK_TYPE_PREFIX + n``.
@@ -207,6 +215,61 @@ class Task(Generic[TaskParams, TaskReturn]):
         )
         return JobHandle(id, queue=queue, task=self)
 
+    def using(
+        self,
+        *,
+        delay: float | None = None,
+        run_after: _dt.datetime | None = None,
+        priority: int | None = None,
+        id: str | None = None,
+        user_id: str = "",
+    ) -> TaskCall[TaskParams, TaskReturn]:
+        """Return this task with options for the jobs its ``enqueue`` calls make.
+
+        ``task.using(delay=60).enqueue(...)`` runs no sooner than a minute
+        from now (by the queue's clock); ``run_after`` gives the time itself.
+        ``priority`` replaces the task's; ``id`` and ``user_id`` are the job's.
+
+        :raises ValueError: *delay* is negative or not finite, or both *delay*
+            and *run_after* are given.
+        """
+        if delay is not None:
+            if run_after is not None:
+                raise ValueError("give delay or run_after, not both")
+            if isinstance(delay, bool) or not (0 <= delay < float("inf")):
+                raise ValueError(f"delay must be seconds >= 0, got {safe_repr(delay)}")
+        options = {
+            "delay": delay,
+            "run_after": run_after,
+            "priority": self.priority if priority is None else priority,
+            "id": id,
+            "user_id": user_id,
+        }
+        return TaskCall(self, options)
+
+    def _enqueue_with(
+        self,
+        queue: JobQueue,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> JobHandle[TaskReturn]:
+        """Enqueue with the options of :meth:`using` (not the fast path: options vary)."""
+        run_after = options["run_after"]
+        if options["delay"] is not None:
+            run_after = queue.clock.now() + _dt.timedelta(seconds=options["delay"])
+        job = new_job(
+            self.job_type,
+            self._params(args, kwargs),
+            id=options["id"],
+            user_id=options["user_id"],
+            max_retries=self.max_retries,
+            priority=options["priority"],
+            run_after=run_after,
+        )
+        queue.create_job(job)
+        return JobHandle(job.metadata.id, queue=queue, task=self)
+
     def handle(self, id: str, *, queue: JobQueue | None = None) -> JobHandle[TaskReturn]:
         """Return a handle on this task's job *id*, in *queue* (default: the default queue)."""
         return JobHandle(id, queue=get_job_queue() if queue is None else queue, task=self)
@@ -293,6 +356,30 @@ class Task(Generic[TaskParams, TaskReturn]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r}>"
+
+
+class TaskCall(Generic[TaskParams, TaskReturn]):
+    """A task with options for its next jobs; made by :meth:`Task.using`."""
+
+    __slots__ = ("_options", "task")
+
+    def __init__(self, task: Task[TaskParams, TaskReturn], options: dict[str, Any]) -> None:
+        self.task = task
+        self._options = options
+
+    def enqueue(self, *args: TaskParams.args, **kwargs: TaskParams.kwargs) -> JobHandle[TaskReturn]:
+        """As :meth:`Task.enqueue`, with these options."""
+        return self.task._enqueue_with(get_job_queue(), args, kwargs, self._options)
+
+    def enqueue_on(
+        self, queue: JobQueue, *args: TaskParams.args, **kwargs: TaskParams.kwargs
+    ) -> JobHandle[TaskReturn]:
+        """As :meth:`Task.enqueue_on`, with these options."""
+        return self.task._enqueue_with(queue, args, kwargs, self._options)
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{key}={value!r}" for key, value in self._options.items() if value)
+        return f"<TaskCall {self.task.name!r} {given}>"
 
 
 @overload

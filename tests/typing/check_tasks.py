@@ -44,6 +44,8 @@ def typed(queue: jw.JobQueue) -> None:
     assert_type(send_email.handle("job-1", queue=queue), jw.JobHandle[str])
     assert_type(jw.JobHandle("job-1", queue=queue).status, jw.JobStatus)
     assert_type(send_email("a", "b"), str)
+    assert_type(send_email.using(delay=60, priority=5).enqueue("a", "b").result(), str)
+    assert_type(send_email.using(id="job-2").enqueue_on(queue, "a", "b"), jw.JobHandle[str])
     worker = jw.TaskWorker(queue, [send_email, digest, crunch], poll_interval=0.5)
     assert_type(worker, jw.TaskWorker)
 
@@ -56,5 +58,7 @@ def wrong(queue: jw.JobQueue) -> None:
     digest.enqueue_on(queue, dt.date.today(), 3)  # type: ignore[call-arg]
     crunch.enqueue_on(queue, ["1"])  # type: ignore[list-item]
     send_email.run_eagerly("a", 2)  # type: ignore[arg-type]
+    send_email.using(delay=5).enqueue_on(queue, "a", 2)  # type: ignore[arg-type]
+    send_email.using(delay=5).enqueue("a")  # type: ignore[call-arg]
     number: int = send_email.enqueue("a", "b").result()  # type: ignore[assignment]
     print(number)

@@ -430,3 +430,33 @@ def test_stored_values_that_do_not_fit_the_annotations_give_clear_errors(
     with pytest.raises(jw.SerializationError, match="stored result does not fit"):
         widen.handle(done.metadata.id, queue=mq).result(timeout=0)
     assert job.metadata.id != done.metadata.id
+
+
+def test_using_gives_the_next_jobs_options(
+    queue: jw.MemoryQueue, clock: Any, registry: jw.TaskRegistry[jw.Task[Any, Any]]
+) -> None:
+    @jw.task(name="add", priority=1, registry=registry)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    later = add.using(delay=60, priority=9, id="job-1", user_id="ada").enqueue_on(queue, 1, 2)
+    job = queue.get_job("job-1")
+    assert job is not None and later.id == "job-1"
+    assert job.metadata.run_after == clock.now() + dt.timedelta(seconds=60)
+    assert (job.metadata.priority, job.metadata.user_id) == (9, "ada")
+    with pytest.raises(jw.DuplicateJobError):
+        add.using(id="job-1").enqueue_on(queue, 1, 2)
+    with pytest.raises(TypeError, match="task add"):
+        add.using(priority=2).enqueue_on(queue, 1)  # type: ignore[call-arg]
+    worker = jw.TaskWorker(queue, [add])
+    assert run_pending(worker) == []  # not due yet
+    clock.advance(60)
+    assert [o.status for o in run_pending(worker)] == ["complete"]
+    assert later.result(timeout=0) == 3
+    when = clock.now() + dt.timedelta(hours=1)
+    job = queue.get_job(add.using(run_after=when).enqueue_on(queue, 1, 1).id)
+    assert job is not None and job.metadata.run_after == when and job.metadata.priority == 1
+    for bad in ({"delay": -1}, {"delay": float("inf")}, {"delay": 1, "run_after": when}):
+        with pytest.raises(ValueError):
+            add.using(**bad)
+    assert len(queue.list_jobs()) == 2
