@@ -121,3 +121,29 @@ def test_a_missing_tasks_module_is_a_usage_error(
     worker = spawn("--tasks", "tests.integration.no_such_module", *backend)
     assert worker.finish() == 2, worker.log()
     assert "cannot import 'tests.integration.no_such_module'" in worker.log()
+
+
+def test_tasks_and_worker_classes_run_side_by_side_in_one_command(
+    backend: list[str], spawn: Callable[..., WorkerProcess]
+) -> None:
+    worker = spawn(
+        "tests.integration.cli_workers:SleepWorker",
+        "--tasks",
+        "tests.integration.task_module",
+        *backend,
+        "--poll-interval",
+        "0.1",
+        "--log-format",
+        "json",
+    )
+    worker.wait_ready()
+    with open_backend(backend) as queue:
+        slept = queue.create_job(jw.new_job("sleep", {"ms": 1}))
+        added = add.enqueue_on(queue, 20, 22)
+        assert added.result(timeout=TIMEOUT) == 42
+        done = queue.wait_for_job(slept.metadata.id, timeout=TIMEOUT)
+        assert done.status == "complete", worker.log()
+    ready = worker.wait_for_line(lambda line: "running on" in line)
+    assert "TaskWorker" in ready and "sleep-" in ready
+    worker.signal(2)
+    assert worker.finish() == 0, worker.log()
