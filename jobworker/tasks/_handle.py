@@ -57,9 +57,7 @@ class JobHandle(Generic[TaskReturn]):
 
     __slots__ = ("id", "queue", "task")
 
-    def __init__(
-        self, id: str, *, queue: JobQueue, task: Task[Any, TaskReturn] | None = None
-    ) -> None:
+    def __init__(self, id: str, queue: JobQueue, task: Task[Any, TaskReturn] | None = None) -> None:
         self.id: JobId = id  # type: ignore[assignment]  # a NewType of str: no call per handle
         self.queue = queue
         self.task = task

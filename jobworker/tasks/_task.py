@@ -213,7 +213,7 @@ class Task(Generic[TaskParams, TaskReturn]):
                 params,
             )
         )
-        return JobHandle(id, queue=queue, task=self)
+        return JobHandle(id, queue, self)
 
     def using(
         self,

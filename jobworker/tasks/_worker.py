@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from ..model import AnyJob, RunningJob
 from ..queues.base import JobQueue
@@ -83,8 +83,7 @@ class TaskWorker(JobWorker):
         task = own.get(job.metadata.type) if own is not None else self._task(job.metadata.type)
         if task is None:
             raise UnknownTaskError(job.metadata.type[_PREFIX_LENGTH:])
-        running = cast("RunningJob[Any, Any]", job)
-        return task._run(self, running, running.params)
+        return task._run(self, job, job.params)  # type: ignore[arg-type]  # a running job
 
     def get_retry_delay(self, job: RunningJob[Any, Any], error: BaseException) -> float:
         task = self._task(job.metadata.type)
