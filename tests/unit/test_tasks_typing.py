@@ -4,8 +4,6 @@ The typing check (``tox -e typing``) runs mypy on that file, where each wrong
 call carries a ``# type: ignore[code]`` that strict mode reports if unused.
 Here the same file, its ignores removed, must produce each of those errors,
 so a silently untyped ``enqueue`` (``Any`` parameters) cannot pass.
-Skipped where mypy is not installed (it is a tool of the typing check, not a
-test dependency).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-import pytest
+from mypy import api
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHECK = ROOT / "tests" / "typing" / "check_tasks.py"
@@ -21,7 +19,6 @@ IGNORE = re.compile(r"  # type: ignore\[([a-z-]+)\]$")
 
 
 def run_mypy(path: pathlib.Path, cache: pathlib.Path) -> tuple[str, int]:
-    api = pytest.importorskip("mypy.api")
     out, err, status = api.run(
         [
             "--config-file",
