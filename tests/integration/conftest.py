@@ -11,6 +11,10 @@ from tests.conftest import with_app
 
 from .crash_harness import WorkerProcesses, worker_processes
 
+# Imported only by a worker process that must never import it; importing it
+# here (the doctest collection) would leave the very mark the test looks for.
+collect_ignore = ["task_side_effect.py"]
+
 
 @pytest.fixture
 def postgres_processes(
