@@ -47,7 +47,9 @@ from ..errors import (
     InvalidJobError,
     JobNotFoundError,
     JobworkerError,
+    LeaseLostError,
     QueueClosedError,
+    StaleJobError,
     WaitTimeoutError,
     safe_repr,
 )
@@ -553,11 +555,19 @@ class SQLQueue(JobQueue):
         try:
             accepted = predicate(PendingJob(job.metadata, job.params, job.attempts))
         except BaseException:
-            self.update_job(release(job), "running", claim=job.claim)
+            self._hand_back(job)
             raise
         if not accepted:
-            self.update_job(release(job), "running", claim=job.claim)
+            self._hand_back(job)
         return bool(accepted)
+
+    def _hand_back(self, job: RunningJob[Any, Any]) -> None:
+        """Return a job claimed for a predicate that turned it down to pending, unrun."""
+        try:
+            self.update_job(release(job), "running", claim=job.claim)
+        except (StaleJobError, LeaseLostError, JobNotFoundError):
+            # Cancelled, recovered or deleted meanwhile: no longer ours to give back.
+            pass
 
     def _wait(self, generation: int, timeout: float | None) -> None:
         with self._cond:
