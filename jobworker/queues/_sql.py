@@ -35,6 +35,7 @@ guards the recovery bookkeeping. No database call is made with either held.
 from __future__ import annotations
 
 import abc
+import contextlib
 import heapq
 import threading
 import time
@@ -563,11 +564,9 @@ class SQLQueue(JobQueue):
 
     def _hand_back(self, job: RunningJob[Any, Any]) -> None:
         """Return a job claimed for a predicate that turned it down to pending, unrun."""
-        try:
+        # Cancelled, recovered or deleted meanwhile: no longer ours to give back.
+        with contextlib.suppress(StaleJobError, LeaseLostError, JobNotFoundError):
             self.update_job(release(job), "running", claim=job.claim)
-        except (StaleJobError, LeaseLostError, JobNotFoundError):
-            # Cancelled, recovered or deleted meanwhile: no longer ours to give back.
-            pass
 
     def _wait(self, generation: int, timeout: float | None) -> None:
         with self._cond:

@@ -179,28 +179,34 @@ def test_a_predicate_loses_a_claim_race_and_takes_the_next_job(queue: jw.JobQueu
     assert drain(queue) == ["h"]
 
 
-def test_a_refused_job_wakes_another_sleeping_poll(make_queue: MakeQueue) -> None:
+@pytest.mark.parametrize("refused_before", [False, True], ids=["first-refusal", "later-refusal"])
+def test_a_refused_job_wakes_another_sleeping_poll(
+    make_queue: MakeQueue, refused_before: bool
+) -> None:
     clock = ReportingClock()
     queue = make_queue(clock=clock)
+    if refused_before:
+        # The picky poll refuses this one first, so it judges the next job
+        # before claiming it: a refusal then claims nothing and hands nothing back.
+        queue.create_job(make_job("old", "a"))
     stop = threading.Event()
-    refusals = threading.Event()
-
-    def refuse(job: m.PendingJob[Any]) -> bool:
-        refusals.set()
-        return False
 
     picky = Background(
-        lambda: queue.poll_next_pending_job(timeout=None, predicate=refuse, stop_event=stop)
+        lambda: queue.poll_next_pending_job(
+            timeout=None, predicate=lambda job: False, stop_event=stop
+        )
     )
     assert clock.read_elsewhere.wait(JOIN)
     clock.read_elsewhere.clear()
-    taker = Background(lambda: queue.poll_next_pending_job(timeout=JOIN))
+    taker = Background(
+        lambda: queue.poll_next_pending_job(types=["b"], timeout=None, stop_event=stop)
+    )
     assert clock.read_elsewhere.wait(JOIN)
     # Both polls are asleep, the picky one first in line for a wake-up.
-    queue.create_job(make_job("a"))
+    queue.create_job(make_job("new", "b"))
     taker.join()
     assert taker.error is None
-    assert taker.result is not None and taker.result.metadata.id == "a"
+    assert taker.result is not None and taker.result.metadata.id == "new"
     stop.set()
     queue.wake()
     picky.join()
