@@ -172,6 +172,10 @@ class MemoryQueue(JobQueue):
         self._closed = False  # guarded
         self._lease = _dt.timedelta(microseconds=round(self.lease_duration * 1_000_000))
         self._seq = itertools.count()  # thread-safe in CPython; used under the lock
+        # guarded: id -> the job's place among equals (same priority and created),
+        # taken when it is stored and kept for its life, as the SQL backends'
+        # arrival column is: a retried or released job goes back to that place.
+        self._arrival: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryQueue jobs={len(self._jobs)} closed={self._closed}>"
@@ -212,7 +216,9 @@ class MemoryQueue(JobQueue):
     def _enqueue(self, job: PendingJob[str], seq: int | None = None) -> None:
         meta = job.metadata
         if seq is None:
-            seq = next(self._seq)
+            seq = self._arrival.get(meta.id)
+            if seq is None:
+                seq = self._arrival[meta.id] = next(self._seq)
         if meta.run_after is not None and meta.run_after > self.clock.now():
             heapq.heappush(self._scheduled, (meta.run_after, seq, job))
             # A sleeping poll must recompute how long to wait.
@@ -609,6 +615,7 @@ class MemoryQueue(JobQueue):
             ]
             for job in old:
                 del self._jobs[job.metadata.id]
+                self._arrival.pop(job.metadata.id, None)
                 self._counts[job.status] -= 1
             return len(old)
 

@@ -211,3 +211,24 @@ def test_a_refused_job_wakes_another_sleeping_poll(
     queue.wake()
     picky.join()
     assert picky.error is None and picky.result is None
+
+
+@pytest.mark.parametrize("how", ["released", "retried", "recovered"])
+def test_a_job_back_in_pending_keeps_its_place_among_equals(
+    make_queue: MakeQueue, clock: FakeClock, how: str
+) -> None:
+    # The same place a predicate's hand-back keeps: the third key of the order
+    # (after priority and created) is when the job was stored, on every backend.
+    queue = make_queue(lease_duration=10.0, retry_policy=jw.RetryPolicy.immediate())
+    for job_id in "abc":
+        queue.create_job(make_job(job_id, created=EPOCH))
+    running = claim(queue)
+    assert running.metadata.id == "a"
+    if how == "released":
+        queue.update_job(m.release(running), "running", claim=running.claim)
+    elif how == "retried":
+        retry = m.fail_or_retry(running, "boom", now=clock.now(), delay=0)
+        queue.update_job(retry, "running", claim=running.claim)
+    else:
+        clock.advance(3600)
+    assert drain(queue) == ["a", "b", "c"]
