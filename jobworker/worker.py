@@ -58,6 +58,10 @@ G = TypeVar("G")
 
 _thread_numbers = itertools.count(1)
 
+# A write under a claim that is no longer the job's: cancelled or recovered
+# meanwhile (StaleJobError), or the job deleted while it ran (JobNotFoundError).
+_CLAIM_GONE = (StaleJobError, JobNotFoundError)
+
 OutcomeStatus = Literal["complete", "retry", "failed", "cancelled", "lost"]
 
 #: The level of each outcome's line on ``jobworker.jobs``.
@@ -514,7 +518,8 @@ class JobWorker(abc.ABC):
         A locked or unreachable store must not turn a finished job into a
         lost one: the write is retried with backoff (capped at
         ``error_backoff``) while the heartbeat keeps the lease. It ends when
-        the write lands, when the claim is lost (:class:`StaleJobError`), or
+        the write lands, when the claim is lost (:class:`StaleJobError`, or
+        :class:`JobNotFoundError` for a job deleted meanwhile), or
         when :meth:`stop` gave up waiting for this worker.
         """
         delay = 0.05
@@ -543,7 +548,7 @@ class JobWorker(abc.ABC):
             log.error("job %s returned a result that cannot be stored: %s", job.metadata.id, exc)
             failure = fail(job, AttemptError.from_exception(exc), now=self._now())
             return self._write_failure(job, failure, exc)
-        except StaleJobError as exc:
+        except _CLAIM_GONE as exc:
             return self._outcome_not_written(job, exc)
         self._call_hook(self.on_job_complete, stored)
         return JobOutcome("complete", stored)
@@ -552,7 +557,7 @@ class JobWorker(abc.ABC):
         """execute_job raised JobCancelledError: make sure the job ends cancelled."""
         try:
             stored = self._store_outcome(job, cancel(job, now=self._now()))
-        except StaleJobError as exc:
+        except _CLAIM_GONE as exc:
             return self._outcome_not_written(job, exc)
         return JobOutcome("cancelled", stored)
 
@@ -561,7 +566,7 @@ class JobWorker(abc.ABC):
     ) -> JobOutcome:
         try:
             stored = self._store_outcome(job, new)
-        except StaleJobError as exc:
+        except _CLAIM_GONE as exc:
             return self._outcome_not_written(job, exc, error)
         self._call_hook(self.on_job_fail, stored, error)
         status: OutcomeStatus = "failed" if isinstance(stored, FailedJob) else "retry"
@@ -570,7 +575,7 @@ class JobWorker(abc.ABC):
     def _outcome_not_written(
         self, job: RunningJob[Any, Any], reason: BaseException, error: BaseException | None = None
     ) -> JobOutcome:
-        """The attempt's outcome was refused: the job was cancelled or recovered."""
+        """The attempt's outcome was refused: the job was cancelled, recovered or deleted."""
         current = self.queue.get_job(job.metadata.id)
         if current is not None and current.status == "cancelled":
             log.info("job %s was cancelled while it ran", job.metadata.id)
@@ -645,7 +650,7 @@ class JobWorker(abc.ABC):
         self._last_progress = now
         try:
             stored = self.queue.update_job(updated)
-        except StaleJobError:
+        except _CLAIM_GONE:
             self._mark_lost(job)
         except Exception:  # broad: progress must never fail the job
             log.warning("job %s: progress not recorded", job.metadata.id, exc_info=True)
