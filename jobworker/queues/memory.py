@@ -66,8 +66,10 @@ __all__ = ["MemoryQueue"]
 
 P = TypeVar("P")
 
-# (-priority, created, sequence, the stored pending job)
-_ReadyEntry = tuple[int, _dt.datetime, int, PendingJob[str]]
+# (-priority, created, arrival, sequence, the stored pending job): the job's
+# arrival orders equals and is kept for its life; the sequence is new for each
+# entry, so two entries of one job (one stale) never compare their jobs.
+_ReadyEntry = tuple[int, _dt.datetime, int, int, PendingJob[str]]
 
 
 class _Lane:
@@ -97,13 +99,13 @@ class _Lane:
         """Return the best live entry, dropping stale ones in front of it."""
         fifo = self.fifo
         while fifo:
-            job = fifo[0][3]
+            job = fifo[0][4]
             if jobs.get(job.metadata.id) is job:
                 break
             fifo.popleft()
         heap = self.heap
         while heap:
-            job = heap[0][3]
+            job = heap[0][4]
             if jobs.get(job.metadata.id) is job:
                 break
             heapq.heappop(heap)
@@ -173,8 +175,9 @@ class MemoryQueue(JobQueue):
         self._lease = _dt.timedelta(microseconds=round(self.lease_duration * 1_000_000))
         self._seq = itertools.count()  # thread-safe in CPython; used under the lock
         # guarded: id -> the job's place among equals (same priority and created),
-        # taken when it is stored and kept for its life, as the SQL backends'
-        # arrival column is: a retried or released job goes back to that place.
+        # taken when it is first queued and kept for its life, as the SQL
+        # backends' arrival column is: a retried, released or handed-back job
+        # goes back to that place.
         self._arrival: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -199,7 +202,7 @@ class MemoryQueue(JobQueue):
         self._due(now)
         return now
 
-    def _set(self, job: AnyJob, old: AnyJob | None, seq: int | None = None) -> None:
+    def _set(self, job: AnyJob, old: AnyJob | None) -> None:
         job_id = job.metadata.id
         self._jobs[job_id] = job
         counts = self._counts
@@ -209,25 +212,25 @@ class MemoryQueue(JobQueue):
                 self._lease_until.pop(job_id, None)
         counts[job.status] += 1
         if isinstance(job, PendingJob):
-            self._enqueue(job, seq)
+            self._enqueue(job)
         elif self._ended_waiting and job.status != "running":
             self._ended.notify_all()
 
-    def _enqueue(self, job: PendingJob[str], seq: int | None = None) -> None:
+    def _enqueue(self, job: PendingJob[str]) -> None:
         meta = job.metadata
-        if seq is None:
-            seq = self._arrival.get(meta.id)
-            if seq is None:
-                seq = self._arrival[meta.id] = next(self._seq)
+        if meta.id not in self._arrival:
+            self._arrival[meta.id] = next(self._seq)
         if meta.run_after is not None and meta.run_after > self.clock.now():
-            heapq.heappush(self._scheduled, (meta.run_after, seq, job))
+            heapq.heappush(self._scheduled, (meta.run_after, next(self._seq), job))
             # A sleeping poll must recompute how long to wait.
             self._notify(None)
             return
-        self._push_ready((-meta.priority, meta.created, seq, job))
+        self._push_ready(job)
 
-    def _push_ready(self, entry: _ReadyEntry) -> None:
-        job_type = entry[3].metadata.type
+    def _push_ready(self, job: PendingJob[str]) -> None:
+        meta = job.metadata
+        entry = (-meta.priority, meta.created, self._arrival[meta.id], next(self._seq), job)
+        job_type = meta.type
         lane = self._ready.get(job_type)
         if lane is None:
             lane = self._ready[job_type] = _Lane()
@@ -260,12 +263,12 @@ class MemoryQueue(JobQueue):
         scheduled = self._scheduled
         jobs = self._jobs
         while scheduled:
-            run_after, seq, job = scheduled[0]
+            run_after, _, job = scheduled[0]
             meta = job.metadata
             if jobs.get(meta.id) is job:  # still this pending job (not cancelled)
                 if run_after > now:
                     break
-                self._push_ready((-meta.priority, meta.created, seq, job))
+                self._push_ready(job)
             heapq.heappop(scheduled)
         leases = self._leases
         lease_until = self._lease_until
@@ -429,15 +432,13 @@ class MemoryQueue(JobQueue):
                     now = self.clock.now()
                     self._due(now)
                     claimed: RunningJob[str, Any] | None = None
-                    seq = -1
                     candidates: list[PendingJob[str]] = []
                     if predicate is None or not rejected:
                         best = self._best(wanted)
                         if best is not None:
                             lane, entry = best
                             lane.pop(entry)
-                            claimed = self._claim(entry[3], claim, now)
-                            seq = entry[2]
+                            claimed = self._claim(entry[4], claim, now)
                     else:
                         candidates = self._candidates(wanted, rejected)
                     if claimed is None and not candidates:
@@ -461,7 +462,7 @@ class MemoryQueue(JobQueue):
                     # The head is claimed first and then shown to the predicate
                     # (user code, run with no lock held), as the SQL backends do:
                     # one lock round for the usual yes; a no hands it back.
-                    if predicate is None or self._accepts(predicate, job, seq):
+                    if predicate is None or self._accepts(predicate, job):
                         return job
                     rejected.add(job.metadata.id)
                     claim = new_claim(worker)
@@ -486,19 +487,19 @@ class MemoryQueue(JobQueue):
                     self._notify(None)
             raise
 
-    def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any], seq: int) -> bool:
+    def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any]) -> bool:
         """Ask *predicate* about a job claimed for it; hand the job back if it says no.
 
         The predicate sees the job as pending, with the params the claimed
-        job carries. A job handed back keeps its place (*seq*, its arrival).
+        job carries. A job handed back keeps its place (its arrival).
         """
         try:
             accepted = predicate(PendingJob(job.metadata, job.params, job.attempts))
         except BaseException:
-            self._hand_back(job, seq)
+            self._hand_back(job)
             raise
         if not accepted:
-            self._hand_back(job, seq)
+            self._hand_back(job)
         return bool(accepted)
 
     def _pass_on(self, job: PendingJob[str]) -> None:
@@ -507,13 +508,13 @@ class MemoryQueue(JobQueue):
             if self._waiters:
                 self._notify(job.metadata.type)
 
-    def _hand_back(self, job: RunningJob[Any, Any], seq: int) -> None:
+    def _hand_back(self, job: RunningJob[Any, Any]) -> None:
         """Return a job claimed for a predicate that turned it down to pending, unrun."""
         with self._lock:
             stored = self._jobs.get(job.metadata.id)
             # Cancelled (or recovered) meanwhile: then it is no longer ours to give back.
             if isinstance(stored, RunningJob) and stored.claim.token == job.claim.token:
-                self._set(release(stored), stored, seq)
+                self._set(release(stored), stored)
 
     def _candidates(
         self, wanted: frozenset[str] | None, rejected: set[str]
@@ -533,17 +534,17 @@ class MemoryQueue(JobQueue):
             head = None if lane is None else lane.head(jobs)
             if lane is None or head is None:
                 continue
-            if head[3].metadata.id not in rejected:
+            if head[4].metadata.id not in rejected:
                 entries.append(head)
                 continue
             for entry in lane:
-                job = entry[3]
+                job = entry[4]
                 job_id = job.metadata.id
                 if jobs.get(job_id) is job and job_id not in rejected:
                     entries.append(entry)
         if len(entries) > 1:
             entries.sort()
-        return [entry[3] for entry in entries]
+        return [entry[4] for entry in entries]
 
     def _claim_if_pending(self, job: PendingJob[str], claim: Claim) -> RunningJob[str, Any] | None:
         with self._lock:

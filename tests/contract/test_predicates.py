@@ -232,3 +232,15 @@ def test_a_job_back_in_pending_keeps_its_place_among_equals(
     else:
         clock.advance(3600)
     assert drain(queue) == ["a", "b", "c"]
+
+
+def test_scheduled_equals_are_taken_in_the_order_they_were_stored(
+    queue: jw.JobQueue, clock: FakeClock
+) -> None:
+    later, sooner = clock.now() + 10 * SECOND, clock.now() + 5 * SECOND
+    queue.create_job(make_job("first", created=EPOCH, run_after=later))
+    queue.create_job(make_job("second", created=EPOCH, run_after=sooner))
+    clock.advance(5)
+    assert queue.get_stats()["pending"] == 2
+    clock.advance(5)
+    assert drain(queue) == ["first", "second"]

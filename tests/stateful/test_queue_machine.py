@@ -63,6 +63,10 @@ class ScriptedWorker(jw.JobWorker):
         return {"done": job.metadata.id}
 
 
+class PredicateRefusal(Exception):
+    """Raised by a machine's predicate; carries the id of the job it was shown."""
+
+
 @attrs.define
 class ModelJob:
     """What the model expects of one job."""
@@ -399,6 +403,101 @@ class QueueMachine(RuleBasedStateMachine):
             del self.jobs[job_id]
             self.terminal.pop(job_id, None)
             assert self.queue.get_job(job_id) is None
+
+    # -- predicates, hand-backs and leases ---------------------------------------------------
+
+    def ready_in_order(self, types: frozenset[str] | None) -> list[ModelJob]:
+        ready = [
+            job
+            for job in self.jobs.values()
+            if job.status == "pending"
+            and (job.run_after is None or job.run_after <= self.now())
+            and (types is None or job.type in types)
+        ]
+        return sorted(ready, key=lambda job: (-job.priority, job.created))
+
+    @rule(
+        data=st.data(),
+        types=st.sampled_from([None, ("a",), ("a", "b")]),
+        ending=st.sampled_from(["accept", "raise", "cancel"]),
+    )
+    def predicate_claim(
+        self, data: st.DataObject, types: tuple[str, ...] | None, ending: str
+    ) -> None:
+        """Poll with a predicate that turns some jobs down, then accepts, raises or cancels.
+
+        A backend may claim a job before asking and hand it back on a no: the
+        jobs turned down stay pending in their place, one cancelled meanwhile
+        stays cancelled, and a predicate that raises leaves every job as it was.
+        """
+        self.recover_expired()
+        ready = self.ready_in_order(None if types is None else frozenset(types))
+        ids = [job.id for job in ready]
+        refused = data.draw(st.sets(st.sampled_from(ids)) if ids else st.just(set()))
+        cancelled: list[str] = []
+
+        def predicate(job: jw.AnyJob) -> bool:
+            job_id = job.metadata.id
+            if job_id in refused:
+                return False
+            if ending == "raise":
+                raise PredicateRefusal(job_id)
+            if ending == "cancel" and not cancelled:
+                cancelled.append(job_id)
+                assert self.queue.cancel_job(job_id)
+                return False
+            return True
+
+        left = [job for job in ready if job.id not in refused]
+        if ending == "raise" and left:
+            with pytest.raises(PredicateRefusal, match=left[0].id):
+                self.queue.poll_next_pending_job(types=types, predicate=predicate, timeout=0)
+            return
+        got = self.queue.poll_next_pending_job(
+            types=types, predicate=predicate, worker="machine", timeout=0
+        )
+        if ending == "cancel" and left:
+            first = left.pop(0)
+            assert cancelled == [first.id]
+            first.status, first.ended_at, first.token = "cancelled", self.now(), None
+        self.claimed(left[0] if left else None, got)
+
+    @rule(job=running)
+    def progress_then_worker_dies(self, job: Any) -> None:
+        """A progress write keeps the lease tracked: the job is still recovered."""
+        if not isinstance(job, jw.RunningJob):
+            return
+        self.recover_expired()
+        mine = self.jobs.get(job.metadata.id)
+        if mine is None or mine.status != "running" or mine.token != job.claim.token:
+            return
+        self.queue.update_job(attrs.evolve(job, progress={"percentage": 50}))
+        self.clock.advance(LEASE)
+        self.recover_expired()
+        assert mine.token != job.claim.token
+        stored = self.queue.get_job(job.metadata.id)
+        assert stored is not None and stored.status == mine.status
+
+    @rule(job=running)
+    def renewal_after_a_failed_heartbeat(self, job: Any) -> None:
+        """The heartbeat missed a renewal (it failed); the next one still holds the job."""
+        if not isinstance(job, jw.RunningJob):
+            return
+        self.recover_expired()
+        mine = self.jobs.get(job.metadata.id)
+        if mine is None or mine.status != "running" or mine.token != job.claim.token:
+            return
+        assert mine.lease_until is not None
+        # Two of three ticks lost, the lease not yet run out.
+        gap = (mine.lease_until - self.now()).total_seconds() * 2 / 3
+        self.clock.advance(gap)
+        self.recover_expired()  # other jobs' leases may run out meanwhile
+        assert self.queue.renew_lease(job)
+        mine.lease_until = self.now() + dt.timedelta(seconds=LEASE)
+        self.clock.advance(gap)
+        self.recover_expired()
+        stored = self.queue.get_job(job.metadata.id)
+        assert isinstance(stored, jw.RunningJob) and stored.claim == job.claim
 
     # -- invariants --------------------------------------------------------------------------
 
