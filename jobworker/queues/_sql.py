@@ -528,7 +528,7 @@ class SQLQueue(JobQueue):
             else:
                 # The predicate turned a job down in this poll: walk the ready
                 # jobs and ask it before claiming.
-                claimed = self._claim_accepted(wanted, predicate, worker)
+                claimed = self._claim_accepted(wanted, predicate, worker, rejected)
             if claimed is not None:
                 try:
                     job = self._decode(claimed)
@@ -660,18 +660,24 @@ class SQLQueue(JobQueue):
             now = self._now_us()
 
     def _claim_accepted(
-        self, wanted: list[str] | None, predicate: JobPredicate, worker: str
+        self, wanted: list[str] | None, predicate: JobPredicate, worker: str, rejected: set[str]
     ) -> RunningJob[Any, Any] | None:
         """Walk ready jobs in order; claim the first that *predicate* accepts.
 
         The predicate is user code: it runs outside any transaction, and the
-        claim re-checks that the job is still pending and due.
+        claim re-checks that the job is still pending and due. It is asked
+        once a poll about each job: the ids it turned down go in *rejected*.
         """
         now = self._recover_if_due()
         streams = [self._stream(t, now) for t in (wanted if wanted is not None else [None])]
         for row in heapq.merge(*streams, key=order_key):
+            if row[0] in rejected:
+                continue
             job = self._decode_row(row)
-            if not isinstance(job, PendingJob) or not predicate(job):
+            if not isinstance(job, PendingJob):
+                continue
+            if not predicate(job):
+                rejected.add(job.metadata.id)
                 continue
             now = self._now_us()
             claimed = self._claim(0, (row[0], now), worker, now)

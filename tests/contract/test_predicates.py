@@ -244,3 +244,22 @@ def test_scheduled_equals_are_taken_in_the_order_they_were_stored(
     assert queue.get_stats()["pending"] == 2
     clock.advance(5)
     assert drain(queue) == ["first", "second"]
+
+
+def test_a_poll_asks_its_predicate_once_about_each_job(queue: jw.JobQueue) -> None:
+    # A predicate may count what it is shown (capacity, rate limits): a poll
+    # asks it once about each ready job, not again after a refusal.
+    for n in range(5):
+        queue.create_job(make_job(f"job-{n}", "ab"[n % 2], created=EPOCH + n * SECOND))
+    asked: list[str] = []
+
+    def only_the_last(job: m.PendingJob[Any]) -> bool:
+        asked.append(job.metadata.id)
+        return job.metadata.id == "job-4"
+
+    assert claim(queue, predicate=only_the_last).metadata.id == "job-4"
+    assert asked == [f"job-{n}" for n in range(5)]
+    asked.clear()
+    assert poll_now(queue, predicate=only_the_last) is None
+    assert sorted(asked) == [f"job-{n}" for n in range(4)]
+    assert len(asked) == 4
