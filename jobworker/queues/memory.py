@@ -433,6 +433,7 @@ class MemoryQueue(JobQueue):
                     self._due(now)
                     claimed: RunningJob[str, Any] | None = None
                     candidates: list[PendingJob[str]] = []
+                    listed: set[str] = set()
                     if predicate is None or not rejected:
                         best = self._best(wanted)
                         if best is not None:
@@ -440,7 +441,7 @@ class MemoryQueue(JobQueue):
                             lane.pop(entry)
                             claimed = self._claim(entry[4], claim, now)
                     else:
-                        candidates = self._candidates(wanted, rejected)
+                        candidates, listed = self._candidates(wanted, rejected)
                     if claimed is None and not candidates:
                         remaining = None if deadline is None else deadline - time.monotonic()
                         if remaining is not None and remaining <= 0:
@@ -480,6 +481,10 @@ class MemoryQueue(JobQueue):
                     else:
                         rejected.add(candidate.metadata.id)
                         self._pass_on(candidate)
+                    if candidate.metadata.type not in listed:
+                        # Only the head of its type was listed: the job behind
+                        # it may beat the later candidates, so list them again.
+                        break
         except BaseException:
             # Woken for a job but leaving without one: wake the others instead.
             if waiter is not None and waiter.woken:
@@ -518,17 +523,18 @@ class MemoryQueue(JobQueue):
 
     def _candidates(
         self, wanted: frozenset[str] | None, rejected: set[str]
-    ) -> list[PendingJob[str]]:
-        """Ready jobs for a predicate to judge, best first.
+    ) -> tuple[list[PendingJob[str]], set[str]]:
+        """Ready jobs for a predicate to judge, best first, and the types listed whole.
 
         The head of each type comes first; only a type whose head the
-        predicate already rejected is scanned further. A predicate that
-        decides by type therefore costs O(types), like a worker that names
-        its types; one that rejects jobs of a type it otherwise takes pays
-        a scan of that type.
+        predicate already rejected is scanned further (listed whole). A
+        predicate that decides by type therefore costs O(types), like a
+        worker that names its types; one that rejects jobs of a type it
+        otherwise takes pays a scan of that type.
         """
         jobs = self._jobs
         entries: list[_ReadyEntry] = []
+        listed: set[str] = set()
         for job_type in list(self._ready) if wanted is None else wanted:
             lane = self._ready.get(job_type)
             head = None if lane is None else lane.head(jobs)
@@ -537,6 +543,7 @@ class MemoryQueue(JobQueue):
             if head[4].metadata.id not in rejected:
                 entries.append(head)
                 continue
+            listed.add(job_type)
             for entry in lane:
                 job = entry[4]
                 job_id = job.metadata.id
@@ -544,7 +551,7 @@ class MemoryQueue(JobQueue):
                     entries.append(entry)
         if len(entries) > 1:
             entries.sort()
-        return [entry[4] for entry in entries]
+        return [entry[4] for entry in entries], listed
 
     def _claim_if_pending(self, job: PendingJob[str], claim: Claim) -> RunningJob[str, Any] | None:
         with self._lock:

@@ -51,6 +51,41 @@ def test_turned_down_jobs_keep_their_place_among_equals(queue: jw.JobQueue, refu
     assert drain(queue) == [job_id for job_id in ids if job_id != ids[refused]]
 
 
+def test_a_refusal_of_one_types_best_does_not_skip_the_next_of_that_type(
+    queue: jw.JobQueue,
+) -> None:
+    # In order a-0, b-0, b-1, a-1. Once a-0 and b-0 are refused the next best
+    # is b-1, behind b-0 in its type, not a-1.
+    queue.create_job(make_job("a-0", "a", created=EPOCH))
+    queue.create_job(make_job("b-0", "b", created=EPOCH + SECOND))
+    queue.create_job(make_job("b-1", "b", created=EPOCH + 2 * SECOND))
+    queue.create_job(make_job("a-1", "a", created=EPOCH + 3 * SECOND))
+    assert claim(queue, predicate=not_ids("a-0", "b-0")).metadata.id == "b-1"
+
+
+def test_a_lost_race_for_one_types_best_does_not_skip_the_next_of_that_type(
+    queue: jw.JobQueue,
+) -> None:
+    queue.create_job(make_job("a-0", "a", created=EPOCH))
+    queue.create_job(make_job("b-0", "b", created=EPOCH + SECOND))
+    queue.create_job(make_job("b-1", "b", created=EPOCH + 2 * SECOND))
+    queue.create_job(make_job("a-1", "a", created=EPOCH + 3 * SECOND))
+    rivals: list[m.RunningJob[Any, Any]] = []
+
+    def race(job: m.PendingJob[Any]) -> bool:
+        if job.metadata.id == "a-0":
+            return False
+        if job.metadata.id == "b-0" and not rivals:
+            # Another poll takes b-0 between this judgement and the claim.
+            rival = queue.poll_next_pending_job(timeout=0, types=["b"])
+            assert rival is not None
+            rivals.append(rival)
+        return True
+
+    assert claim(queue, predicate=race).metadata.id == "b-1"
+    assert [rival.metadata.id for rival in rivals] == ["b-0"]
+
+
 def test_a_job_cancelled_while_its_predicate_decides_stays_cancelled(
     queue: jw.JobQueue,
 ) -> None:

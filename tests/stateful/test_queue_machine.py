@@ -460,6 +460,8 @@ class QueueMachine(RuleBasedStateMachine):
             first = left.pop(0)
             assert cancelled == [first.id]
             first.status, first.ended_at, first.token = "cancelled", self.now(), None
+        assert (got is None) == (not left), (ids, refused, cancelled, got)
+        assert got is None or got.metadata.id == left[0].id, (ids, refused, cancelled, got)
         self.claimed(left[0] if left else None, got)
 
     @rule(job=running)
