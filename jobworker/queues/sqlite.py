@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ..errors import BackendError, DuplicateJobError, QueueClosedError
 from ..model import AnyJob, JobId, P, PendingJob
@@ -334,11 +334,15 @@ def _create_private(path: str) -> None:
         raise BackendError(f"cannot create {path!r}: {exc}") from exc
 
 
+# SQLITE_BUSY and SQLITE_LOCKED: the C API's codes (sqlite3 names them from Python 3.11).
+_BUSY_CODES: Final = (5, 6)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     """Return whether *exc* says another connection holds a lock on the file."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
     if code is not None:
-        return bool(code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+        return bool(code & 0xFF in _BUSY_CODES)
     return "locked" in str(exc) or "busy" in str(exc)
 
 
