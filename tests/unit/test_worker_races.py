@@ -8,6 +8,7 @@ queue. Threads are waited for on Conditions, Events and joins, never with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -212,7 +213,7 @@ def test_a_job_deleted_while_it_runs_is_lost(tmp_path: Path, how: str) -> None:
 
     def execute(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
         # An operator deletes the row behind the queue's back.
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             deleted = db.execute("DELETE FROM jobworker_jobs WHERE id = ?", (job.metadata.id,))
             assert deleted.rowcount == 1
         if how == "progress":
