@@ -19,6 +19,7 @@ from ..errors import PermanentJobError, safe_repr
 __all__ = ["TaskRegistry", "UnknownTaskError"]
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 class UnknownTaskError(PermanentJobError, LookupError):
@@ -44,7 +45,8 @@ class TaskRegistry(Generic[_T]):
 
     Thread-safe. Registering a second task under a name another function
     holds raises :class:`ValueError`; the same function defined again (its
-    module reloaded) replaces the first.
+    module reloaded) replaces the first. One registry may hold tasks of
+    several kinds; :meth:`get_as` finds one kind's.
     """
 
     def __init__(self) -> None:
@@ -71,6 +73,17 @@ class TaskRegistry(Generic[_T]):
         if not isinstance(name, str):
             return None
         return self._tasks.get(name)
+
+    def get_as(self, name: object, kind: type[_K]) -> _K | None:
+        """Return the entry registered as *name* if it is a *kind*, else ``None``.
+
+        For a registry that holds tasks of several kinds (as
+        :data:`jobworker.tasks.default_registry` holds ``@jobworker.task``
+        functions and the Django Tasks backend's tasks): each user looks up
+        its own kind. Never imports anything.
+        """
+        found = self.get(name)
+        return found if isinstance(found, kind) else None
 
     def require(self, name: object) -> _T:
         """Return the task registered as *name*.

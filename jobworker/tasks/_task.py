@@ -49,8 +49,11 @@ TASK_TYPE_PREFIX: Final = "fn:"
 
 _NO_USER: Final = UserId("")
 
-#: The registry ``@task`` fills unless given another: this module's one global.
-default_registry: Final[TaskRegistry[Task[Any, Any]]] = TaskRegistry()
+#: The process's one task registry: ``@task`` fills it unless given another,
+#: and the Django Tasks backend registers its ``@task`` functions in it too
+#: (under their module paths), so a name is one task's in the whole process.
+#: Each user looks up its own kind (:meth:`TaskRegistry.get_as`).
+default_registry: Final[TaskRegistry[Any]] = TaskRegistry()
 
 
 class TaskContext:
@@ -397,7 +400,7 @@ def task(
     priority: int = ...,
     retry_policy: RetryPolicy | None = ...,
     takes_context: Literal[False] = ...,
-    registry: TaskRegistry[Task[Any, Any]] | None = ...,
+    registry: TaskRegistry[Any] | None = ...,
 ) -> Callable[[Callable[TaskParams, TaskReturn]], Task[TaskParams, TaskReturn]]: ...
 
 
@@ -409,7 +412,7 @@ def task(
     priority: int = ...,
     retry_policy: RetryPolicy | None = ...,
     takes_context: Literal[True],
-    registry: TaskRegistry[Task[Any, Any]] | None = ...,
+    registry: TaskRegistry[Any] | None = ...,
 ) -> Callable[
     [Callable[Concatenate[TaskContext, TaskParams], TaskReturn]], Task[TaskParams, TaskReturn]
 ]: ...
@@ -424,7 +427,7 @@ def task(
     priority: int = 0,
     retry_policy: RetryPolicy | None = None,
     takes_context: bool = False,
-    registry: TaskRegistry[Task[Any, Any]] | None = None,
+    registry: TaskRegistry[Any] | None = None,
 ) -> Any:
     """Make a plain function a :class:`Task`, registered under its name.
 

@@ -38,7 +38,7 @@ class TaskWorker(JobWorker):
         queue: JobQueue,
         tasks: Iterable[Task[Any, Any]] | None = None,
         *,
-        registry: TaskRegistry[Task[Any, Any]] | None = None,
+        registry: TaskRegistry[Any] | None = None,
         name: str = "TaskWorker",
         **options: Any,
     ) -> None:
@@ -68,7 +68,9 @@ class TaskWorker(JobWorker):
         own = self._own
         if own is not None:
             return own.get(job_type)
-        return self.registry._tasks.get(job_type[_PREFIX_LENGTH:])
+        # A Django task of the same registry is not ours to run: unknown here.
+        found = self.registry._tasks.get(job_type[_PREFIX_LENGTH:])
+        return found if isinstance(found, Task) else None
 
     def can_process_job(self, job: AnyJob) -> bool:
         job_type = job.metadata.type

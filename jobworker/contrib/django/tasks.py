@@ -20,8 +20,11 @@ is looked up among those this process defined (each ``@task`` function of
 this backend is registered when its module is imported; the app imports the
 ``tasks`` module of every installed app at startup). A job naming any other
 task fails at once with :class:`~jobworker.UnknownTaskError`. The registry
-is a :class:`~jobworker.TaskRegistry`, the mechanism :func:`jobworker.task`
-uses.
+is :data:`jobworker.tasks.default_registry`, the one :func:`jobworker.task`
+fills: a name belongs to one task in the whole process, Django's or
+jobworker's, and defining a second under it raises :class:`ValueError`.
+:meth:`JobworkerBackend.get_handle` gives the :class:`~jobworker.JobHandle`
+of a task's job, as :meth:`jobworker.Task.enqueue` does.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from ...model import (
     new_job,
 )
 from ...queues.base import JobQueue
-from ...tasks import TaskRegistry, UnknownTaskError
+from ...tasks import JobHandle, UnknownTaskError, default_registry
 from ._tasks_api import (
     DEFAULT_TASK_BACKEND_ALIAS,
     BaseTaskBackend,
@@ -117,18 +120,19 @@ class TaskFailedError(JobworkerError):
         super().__init__(f"{head}\n\n{trace}")
 
 
-#: The tasks this process defined, by module path: filled by ``validate_task``
-#: (each ``@task`` of this backend, as its module is imported, and again at
-#: each enqueue). The same registry mechanism as :func:`jobworker.task`'s.
-_registry: Final[TaskRegistry[Task[Any, Any]]] = TaskRegistry()
+def _origin(task: Task[Any, Any]) -> str:
+    """Return what defined *task*, as the registry records it (apart from ``@jobworker.task``)."""
+    return f"{task.module_path} (a Django task)"
 
 
 def get_registered_task(name: object) -> Task[Any, Any] | None:
     """Return the task this process defined with the module path *name*, or ``None``.
 
-    Thread-safe; never imports anything.
+    Looked up in :data:`jobworker.tasks.default_registry`, which
+    ``validate_task`` fills (each ``@task`` of this backend, as its module
+    is imported, and again at each enqueue). Thread-safe; never imports anything.
     """
-    return _registry.get(name)
+    return default_registry.get_as(name, Task)
 
 
 def unknown_task(*args: Any, **kwargs: Any) -> NoReturn:
@@ -203,7 +207,7 @@ class JobworkerBackend(BaseTaskBackend):
         """Check *task* as Django does, then register it: jobs may name it from now on."""
         super().validate_task(task)
         if task.func is not unknown_task:
-            _registry.register(task.module_path, task, origin=task.module_path)
+            default_registry.register(task.module_path, task, origin=_origin(task))
 
     def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any]:
         """Store *task* with its arguments as a job; return its result, ``READY``.
@@ -245,6 +249,20 @@ class JobworkerBackend(BaseTaskBackend):
         if job is None or not self._owns(job):
             raise TaskResultDoesNotExist(result_id)
         return self._result(job)
+
+    def get_handle(self, result_id: str) -> JobHandle[Any]:
+        """Return the :class:`~jobworker.JobHandle` of the task whose id is *result_id*.
+
+        What Django's :class:`TaskResult` lacks: :meth:`~jobworker.JobHandle.wait`,
+        :meth:`~jobworker.JobHandle.cancel` and live
+        :attr:`~jobworker.JobHandle.progress`. The handle reads the project's
+        queue, outside any transaction; its :meth:`~jobworker.JobHandle.result`
+        is the task's JSON return value.
+
+        :raises TaskResultDoesNotExist: no task of this backend has that id.
+        """
+        self.get_result(result_id)  # the same checks: an id of this backend's
+        return JobHandle(result_id, queue=get_queue())
 
     def _owns(self, job: AnyJob) -> bool:
         params = job.params
