@@ -28,6 +28,8 @@ from typing import Any, Final, NamedTuple
 
 import attrs
 
+from .errors import safe_str
+
 __all__ = [
     "MAX_ATTEMPTS_KEPT",
     "MAX_MESSAGE_LENGTH",
@@ -89,10 +91,7 @@ class AttemptError:
     def from_exception(cls, exc: BaseException) -> AttemptError:
         """Return the error of an attempt that raised *exc*, within the documented bounds."""
         kind = type(exc)
-        try:
-            message = str(exc)
-        except Exception as inner:  # broad: a __str__ that raises must not lose the error
-            message = f"<str() raised {type(inner).__name__}>"
+        message = safe_str(exc)
         trace = "".join(_traceback.format_exception(kind, exc, exc.__traceback__))
         return cls(
             _head(f"{kind.__module__}.{kind.__qualname__}", 500),

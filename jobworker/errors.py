@@ -29,7 +29,22 @@ __all__ = [
     "WaitTimeoutError",
     "WorkerStateError",
     "safe_repr",
+    "safe_str",
 ]
+
+
+def safe_str(exc: BaseException) -> str:
+    """Return ``str(exc)``; never raises.
+
+    An exception whose ``__str__`` raises (or returns no string) is
+    described by what went wrong instead, so that the error of a job is
+    never lost to its own message.
+    """
+    try:
+        text = str(exc)
+    except Exception as inner:  # broad: any failure of the exception's own __str__
+        return f"<str() raised {type(inner).__name__}>"
+    return text
 
 
 def safe_repr(value: object, limit: int = 300) -> str:

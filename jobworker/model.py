@@ -41,6 +41,7 @@ from .errors import (
     LeaseLostError,
     StaleJobError,
     safe_repr,
+    safe_str,
 )
 
 __all__ = [
@@ -431,7 +432,7 @@ def new_job(
 
 def describe_error(exc: BaseException) -> str:
     """Return ``"Type: message"`` for *exc*, cut to a bounded length, storable anywhere."""
-    text = clean_text(f"{type(exc).__name__}: {exc}")
+    text = clean_text(f"{type(exc).__name__}: {safe_str(exc)}")
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 3] + "..."
     return text

@@ -1188,3 +1188,25 @@ def test_after_a_late_stop_a_job_without_retries_fails_as_worker_lost() -> None:
         job = stored(queue, "slow")
         assert isinstance(job, jw.FailedJob)  # the late result did not resurrect it
         assert worker.get_metrics().lost == 1
+
+
+class _Unprintable(Exception):
+    """An exception whose message cannot be made: its ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def test_an_exception_whose_str_raises_still_fails_its_job() -> None:
+    def explode(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+        raise _Unprintable()
+
+    queue = jw.MemoryQueue()
+    add_job(queue, "unprintable", max_retries=0)
+    [outcome] = run_pending(FnWorker(queue, explode), fail_fast=False)
+    assert outcome.status == "failed"
+    stored = queue.get_job(jw.job_id("unprintable"))
+    assert isinstance(stored, jw.FailedJob)
+    assert stored.error == "_Unprintable: <str() raised RuntimeError>"
+    [attempt] = stored.attempts
+    assert attempt.error is not None and attempt.error.message == "<str() raised RuntimeError>"
