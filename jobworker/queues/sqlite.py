@@ -84,7 +84,12 @@ class SQLiteQueue(SQLQueue):
         # before), then False until a connection manages the switch.
         self._wal: bool | None = None
         _create_private(self.path)
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            # A refused file is not held open (nor its directory's mount busy).
+            self.close()
+            raise
 
     def _open(self) -> None:
         """Check the file is a jobworker database (or empty), migrate it, then switch it to WAL.
