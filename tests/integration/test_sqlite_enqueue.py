@@ -112,3 +112,21 @@ def test_a_duplicate_id_raises_and_keeps_the_callers_transaction(
     assert conn.execute("SELECT id FROM orders").fetchall() == [("o5",)]
     job = queue.get_job("dup")
     assert job is not None and job.params == {"n": 1}
+
+
+def test_an_explicit_begin_on_an_autocommit_connection_is_a_transaction(
+    db: tuple[jw.SQLiteQueue, sqlite3.Connection], tmp_path: pathlib.Path
+) -> None:
+    queue, _ = db
+    conn = sqlite3.connect(tmp_path / "jobs.sqlite3", isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        queue.create_job(jw.new_job("ship", {}, id="kept"), connection=conn)
+        found = queue.get_job("kept", connection=conn)
+        assert found is not None and found.status == "pending"
+        assert queue.get_job("kept") is None  # not committed: no other connection sees it
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    stored = queue.get_job("kept")
+    assert stored is not None and stored.status == "pending"

@@ -284,3 +284,29 @@ def test_initialize_job_queue_with_data_dir_makes_private_files(
         queue.get_stats()
     kept = again.get_job("durable")
     assert kept is not None and kept.params == {"kept": True}
+
+
+def test_close_from_a_thread_that_never_used_the_queue_closes_it_for_all(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "jobs.sqlite"
+    queue = jw.SQLiteQueue(path)
+    queue.create_job(jw.new_job("t", {}, id="j"))
+    assert repr(queue) == f"<SQLiteQueue {str(path)!r}>"
+    errors: list[BaseException] = []
+
+    def close_then_call() -> None:
+        try:
+            queue.close()  # this thread holds no connection
+            queue.get_job("j")
+        except BaseException as exc:  # handed to the test, which asserts on it
+            errors.append(exc)
+
+    thread = threading.Thread(target=close_then_call)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [type(exc) for exc in errors] == [jw.QueueClosedError]
+    # The thread that opened it finds it closed too, and its connection is closed.
+    with pytest.raises(jw.QueueClosedError):
+        queue.get_job("j")
