@@ -29,6 +29,7 @@ import pytest
 
 import jobworker as jw
 from jobworker import model as m
+from jobworker.queues.sqlite import _is_busy
 
 JOIN = 10.0
 
@@ -127,6 +128,7 @@ FSIZE_CHILD = textwrap.dedent(
     import json, resource, signal, sys
     import jobworker as jw
     from jobworker import model as m
+from jobworker.queues.sqlite import _is_busy
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     queue = jw.SQLiteQueue(sys.argv[1])
@@ -310,6 +312,32 @@ def test_corrupt_pages_met_by_a_read_are_a_backend_error_and_writes_nothing(
         queue.close()
 
 
+def test_a_corrupt_meta_page_is_refused_at_open_and_left_untouched(
+    tmp_path: pathlib.Path,
+) -> None:
+    db = tmp_path / "meta.sqlite"
+    with jw.SQLiteQueue(db) as queue:
+        queue.create_job(jw.new_job("t", {}, id="j"))
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'jobworker_meta'"
+    ).fetchone()
+    conn.close()
+    with open(db, "r+b") as f:  # the schema page is sound; the meta table's page is not
+        f.seek(page * (root - 1))
+        f.write(b"\xff" * page)
+    before = sha256(db)
+
+    with pytest.raises(jw.BackendError, match="as an SQLite database") as info:
+        jw.SQLiteQueue(db)
+
+    assert "malformed" in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    assert sha256(db) == before
+
+
 # -- BEGIN IMMEDIATE under a lock held past busy_timeout ------------------------------------
 
 
@@ -387,6 +415,24 @@ def test_a_write_failing_after_close_is_queue_closed_error(
     assert isinstance(error, jw.QueueClosedError), outcome
     assert isinstance(error.__cause__, sqlite3.OperationalError)
     assert lock.execute("SELECT status FROM jobworker_jobs").fetchall() == [("pending",)]
+
+
+@pytest.mark.parametrize(
+    ("message", "busy"),
+    [
+        ("database is locked", True),
+        ("database table is locked", True),
+        ("database is busy", True),
+        ("disk I/O error", False),
+    ],
+)
+def test_busy_is_told_from_the_message_where_sqlite3_gives_no_code(
+    message: str, busy: bool
+) -> None:
+    # Python 3.10's sqlite3 sets no sqlite_errorcode: the message decides there.
+    exc = sqlite3.OperationalError(message)
+    assert getattr(exc, "sqlite_errorcode", None) is None
+    assert _is_busy(exc) is busy
 
 
 # -- a caller's connection that fails -------------------------------------------------------
