@@ -327,7 +327,7 @@ class JobWorker(abc.ABC):
 
         :raises WorkerStateError: the worker was started before.
         """
-        self._claim_start(threading.current_thread())
+        self._claim_start()
         self._run()
 
     def start_in_thread(self) -> threading.Thread:
@@ -336,7 +336,7 @@ class JobWorker(abc.ABC):
         :raises WorkerStateError: the worker was started before.
         """
         thread = self._make_thread(self._run)
-        self._claim_start(thread)
+        self._claim_start()
         with self._state_lock:
             self._thread = thread
         thread.start()
@@ -389,7 +389,7 @@ class JobWorker(abc.ABC):
     def _is_worker_thread(self) -> bool:
         return self._worker_ident == threading.get_ident()
 
-    def _claim_start(self, thread: threading.Thread) -> None:
+    def _claim_start(self) -> None:
         with self._state_lock:
             if self._state != "new":
                 raise WorkerStateError(
