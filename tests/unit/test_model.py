@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from typing import Any
 
 import attrs
@@ -569,3 +570,50 @@ def test_new_job_validates(options: dict[str, Any]) -> None:
 def test_new_job_refuses_an_empty_type() -> None:
     with pytest.raises(InvalidJobError):
         m.new_job("", {})
+
+
+def test_claim_tokens_are_a_random_prefix_and_a_counter_from_one_made_anew_at_reset() -> None:
+    import re
+
+    from jobworker.model import _TokenSource
+
+    source = _TokenSource()
+    prefix = source.prefix
+    assert re.fullmatch(r"[0-9a-f]{16}", prefix)  # 8 random bytes
+    assert [source.next() for _ in range(3)] == [f"{prefix}-1", f"{prefix}-2", f"{prefix}-3"]
+    source.reset()
+    assert source.prefix != prefix
+    assert re.fullmatch(r"[0-9a-f]{16}", source.prefix)
+    assert source.next() == f"{source.prefix}-1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_makes_its_own_token_prefix() -> None:
+    import warnings
+
+    from jobworker.model import _TokenSource
+
+    source = _TokenSource()
+    parent = source.next()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: report its first token, then leave at once
+        os.write(write, source.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    assert os.waitpid(pid, 0)[1] == 0
+    prefix, count = child.rsplit("-", 1)
+    assert count == "1"  # a new counter, from one
+    assert prefix != parent.rsplit("-", 1)[0]  # and a new prefix
+    assert source.next() == f"{parent.rsplit('-', 1)[0]}-2"  # the parent goes on
+
+
+def test_requeue_refusal_names_the_status_the_job_is_in() -> None:
+    job = m.cancel(m.new_job("t", {}), now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    with pytest.raises(m.InvalidTransitionError) as info:
+        m.requeue(job)  # type: ignore[arg-type]
+    assert (info.value.old_status, info.value.new_status) == ("cancelled", "pending")

@@ -176,3 +176,47 @@ def test_the_repr_names_the_class_the_worker_and_its_state(queue: jw.MemoryQueue
     finally:
         assert worker.stop(timeout=TIMEOUT)
         thread.join(TIMEOUT)
+
+
+def test_an_outcome_refused_because_the_job_was_cancelled_is_logged_at_info(
+    queue: jw.MemoryQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    def cancelled_meanwhile(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+        assert queue.cancel_job(job.metadata.id)
+        return "too late"
+
+    add_job(queue, "o1")
+    worker = FnWorker(queue, cancelled_meanwhile)
+    caplog.set_level(logging.INFO, logger="jobworker.worker")
+
+    outcome = worker.run_once()
+
+    assert outcome is not None and outcome.status == "cancelled"
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "jobworker.worker"]
+    assert (logging.INFO, "job o1 was cancelled while it ran") in messages
+
+
+def test_an_outcome_refused_because_the_claim_was_lost_is_logged_with_the_reason(
+    queue: jw.MemoryQueue, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def lost_meanwhile(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
+        clock.advance(queue.lease_duration + 1)  # the lease runs out...
+        again = queue.poll_next_pending_job(timeout=0, worker="other")  # ...another takes it
+        assert again is not None and again.claim.token != job.claim.token
+        return "too late"
+
+    add_job(queue, "o2", max_retries=3)
+    worker = FnWorker(queue, lost_meanwhile)
+    caplog.set_level(logging.INFO, logger="jobworker.worker")
+
+    outcome = worker.run_once()
+
+    assert outcome is not None and outcome.status == "lost"
+    warnings = [
+        r for r in caplog.records if r.name == "jobworker.worker" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1
+    reason = warnings[0].args[1]  # type: ignore[index]
+    assert isinstance(reason, jw.JobworkerError)
+    assert warnings[0].getMessage() == (f"job o2: outcome discarded, the claim was lost ({reason})")
+    assert str(reason)
