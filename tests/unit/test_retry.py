@@ -153,3 +153,10 @@ def test_policy_is_frozen() -> None:
         policy.base = 2.0  # type: ignore[misc]
     with pytest.raises(ValueError, match="jitter"):
         attrs.evolve(policy, jitter=2.0)
+
+
+def test_immediate_is_a_policy_of_no_wait_at_all() -> None:
+    policy = RetryPolicy.immediate()
+    # Both bounds at zero, not just the cap: the policy reads as what it does.
+    assert (policy.base, policy.max_delay, policy.jitter) == (0.0, 0.0, 0.0)
+    assert [policy.delay(n) for n in range(5)] == [0.0] * 5
