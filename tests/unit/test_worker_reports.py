@@ -196,13 +196,15 @@ def test_an_outcome_refused_because_the_job_was_cancelled_is_logged_at_info(
     assert (logging.INFO, "job o1 was cancelled while it ran") in messages
 
 
+@pytest.mark.parametrize("ending", ["returns", "cancels itself"])
 def test_an_outcome_refused_because_the_claim_was_lost_is_logged_with_the_reason(
-    queue: jw.MemoryQueue, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    queue: jw.MemoryQueue, clock: FakeClock, caplog: pytest.LogCaptureFixture, ending: str
 ) -> None:
     def lost_meanwhile(worker: FnWorker, job: jw.RunningJob[Any, Any]) -> Any:
         clock.advance(queue.lease_duration + 1)  # the lease runs out...
-        again = queue.poll_next_pending_job(timeout=0, worker="other")  # ...another takes it
-        assert again is not None and again.claim.token != job.claim.token
+        queue.poll_next_pending_job(timeout=0, worker="other")  # ...and is recovered
+        if ending == "cancels itself":
+            raise jw.JobCancelledError("stopping")
         return "too late"
 
     add_job(queue, "o2", max_retries=3)
@@ -212,6 +214,10 @@ def test_an_outcome_refused_because_the_claim_was_lost_is_logged_with_the_reason
     outcome = worker.run_once()
 
     assert outcome is not None and outcome.status == "lost"
+    assert outcome.error is None or isinstance(outcome.error, jw.JobCancelledError)
+    recovered = stored(queue, "o2")
+    assert isinstance(recovered, jw.PendingJob)
+    assert [a.error.class_path for a in recovered.attempts if a.error] == ["WorkerLost"]
     warnings = [
         r for r in caplog.records if r.name == "jobworker.worker" and r.levelno == logging.WARNING
     ]
