@@ -128,7 +128,6 @@ FSIZE_CHILD = textwrap.dedent(
     import json, resource, signal, sys
     import jobworker as jw
     from jobworker import model as m
-from jobworker.queues.sqlite import _is_busy
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     queue = jw.SQLiteQueue(sys.argv[1])
