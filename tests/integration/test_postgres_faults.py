@@ -35,7 +35,7 @@ CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 class Server:
     """A queue whose connections the test can find on the server; a session of the test."""
 
-    def __init__(self, dsn: str, schema: str, timeout: float) -> None:
+    def __init__(self, dsn: str, schema: str, timeout: float, **options: Any) -> None:
         self.dsn = dsn
         self.app = f"jwfault_{uuid.uuid4().hex[:10]}"
         self.jobs = Names(schema=schema, prefix="jobworker_").jobs
@@ -46,6 +46,7 @@ class Server:
             notify=False,
             pool_size=2,
             timeout=timeout,
+            **options,
         )
         # The test's own session: holds the locks the queue meets.
         self.other = psycopg.connect(dsn)
@@ -91,11 +92,11 @@ class Server:
 
 
 @pytest.fixture
-def make_server(postgres_schema: tuple[str, str]) -> Iterator[Callable[[float], Server]]:
+def make_server(postgres_schema: tuple[str, str]) -> Iterator[Callable[..., Server]]:
     made: list[Server] = []
 
-    def make(timeout: float) -> Server:
-        server = Server(*postgres_schema, timeout=timeout)
+    def make(timeout: float, **options: Any) -> Server:
+        server = Server(*postgres_schema, timeout=timeout, **options)
         made.append(server)
         return server
 
@@ -120,7 +121,7 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]
 
 
 def test_a_statement_timeout_on_a_read_and_a_write_is_a_backend_error(
-    make_server: Callable[[float], Server],
+    make_server: Callable[..., Server],
 ) -> None:
     server = make_server(1.0)
     queue = server.queue
@@ -148,7 +149,7 @@ def test_a_statement_timeout_on_a_read_and_a_write_is_a_backend_error(
 
 
 def test_a_backend_killed_inside_a_transaction_fails_the_call_and_changes_nothing(
-    make_server: Callable[[float], Server],
+    make_server: Callable[..., Server],
 ) -> None:
     server = make_server(10.0)
     queue = server.queue
@@ -181,7 +182,7 @@ def test_a_backend_killed_inside_a_transaction_fails_the_call_and_changes_nothin
 
 @pytest.mark.parametrize("theirs", ["identical", "different"])
 def test_an_insert_killed_while_it_waits_runs_again_and_tells_its_own_row_apart(
-    make_server: Callable[[float], Server], theirs: str
+    make_server: Callable[..., Server], theirs: str
 ) -> None:
     # The queue's insert waits on the same id inserted, uncommitted, by
     # another session; its backend is killed, so it runs again on another
@@ -223,7 +224,7 @@ def test_an_insert_killed_while_it_waits_runs_again_and_tells_its_own_row_apart(
 
 
 def test_a_read_failing_after_close_is_queue_closed_error(
-    make_server: Callable[[float], Server],
+    make_server: Callable[..., Server],
 ) -> None:
     server = make_server(10.0)
     queue = server.queue
@@ -247,3 +248,44 @@ def test_a_read_failing_after_close_is_queue_closed_error(
     assert server.rows("j") == before
     with pytest.raises(jw.QueueClosedError):
         queue.get_job("j")
+
+
+def test_recovery_skips_an_expired_row_another_session_holds_instead_of_waiting(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(1.0, lease_duration=1.0)
+    queue = server.queue
+    queue.create_job(jw.new_job("t", {"n": 1}, id="j", max_retries=3))
+    running = queue.poll_next_pending_job(timeout=0)
+    assert running is not None
+
+    def expired() -> bool:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            row = conn.execute(
+                f"SELECT lease_until_us < (extract(epoch FROM clock_timestamp()) * 1000000)"
+                f" FROM {server.jobs} WHERE id = 'j'"
+            ).fetchone()
+        return row == (True,)
+
+    assert watch(expired, timeout=JOIN)
+    server.other.execute(f"SELECT id FROM {server.jobs} WHERE id = 'j' FOR UPDATE")
+
+    began = time.monotonic()
+    claimed = queue.poll_next_pending_job(timeout=0)
+    took = time.monotonic() - began
+
+    # The held row is skipped, not waited for until the statement timeout.
+    assert claimed is None
+    assert took < 0.9, took
+    assert server.rows("j")[0][:2] == ("running", running.claim.token)
+    server.other.rollback()
+    # Released: the next look recovers it as a lost attempt.
+    assert watch(lambda: server.rows("j")[0][0] != "running" or _poll(queue), timeout=JOIN)
+    recovered = queue.get_job("j")
+    assert recovered is not None and recovered.metadata.retry_count == 1
+
+
+def _poll(queue: jw.PostgresQueue) -> bool:
+    """One claim attempt (it recovers expired leases first); False: keep looking."""
+    queue.poll_next_pending_job(timeout=0)
+    return False
