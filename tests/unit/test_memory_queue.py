@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import jobworker as jw
 from jobworker.errors import QueueClosedError
 from jobworker.testing import FakeClock
@@ -70,5 +72,19 @@ def test_after_a_refusal_a_predicate_poll_still_weighs_the_head_of_every_type(
         assert judged[0] == "a-1"
         stored = queue.get_job("a-1")
         assert stored is not None and stored.status == "pending"
+    finally:
+        queue.close()
+
+
+def test_a_wait_that_runs_out_names_the_job_and_the_timeout(clock: FakeClock) -> None:
+    queue = jw.MemoryQueue(clock=clock)
+    try:
+        queue.create_job(jw.new_job("t", {}, id="slow"))
+        with pytest.raises(jw.WaitTimeoutError) as info:
+            queue.wait_for_job("slow", timeout=0.05)
+        assert info.value.job_id == "slow"
+        assert str(info.value) == "job 'slow' did not end within 0.05 seconds"
+        stored = queue.get_job("slow")
+        assert stored is not None and stored.status == "pending"  # unchanged
     finally:
         queue.close()
