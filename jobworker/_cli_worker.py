@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import inspect
 import logging
 import os
@@ -185,6 +186,11 @@ def _worker(args: argparse.Namespace) -> int:
         queue.close()
         raise
     url = display_url(args.queue or os.environ.get("JOBWORKER_QUEUE", ""))
+    try:
+        close_metrics = _start_telemetry(args, queue, workers)
+    except BaseException:
+        queue.close()
+        raise
     runner = _CommandRunner(
         workers,
         url,
@@ -192,7 +198,10 @@ def _worker(args: argparse.Namespace) -> int:
         handle_signals=threading.current_thread() is threading.main_thread(),
         stop_timeout=args.stop_timeout,
     )
-    stopped = runner.run()
+    try:
+        stopped = runner.run()
+    finally:
+        close_metrics()
     signals = runner.received_signals
     if stopped:
         queue.close()
@@ -220,6 +229,42 @@ def _worker(args: argparse.Namespace) -> int:
         ", ".join(held) or "none",
     )
     _exit_now(ExitCode.FAILURE)
+
+
+def _require(module: str, extra: str, option: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise CommandError(
+            f"{option} needs {module}: pip install 'jobworker[{extra}]'", ExitCode.USAGE
+        )
+
+
+def _start_telemetry(
+    args: argparse.Namespace, queue: Any, workers: list[JobWorker]
+) -> Callable[[], None]:
+    """Start what --tracing and --metrics-port ask for; return what stops it."""
+    if args.tracing:
+        _require("opentelemetry", "otel", "--tracing")
+        from .metrics import tracing  # noqa: PLC0415 (the otel extra, needed with --tracing only)
+
+        tracing.instrument(workers)
+    if args.metrics_port is None:
+        return lambda: None
+    _require("prometheus_client", "prometheus", "--metrics-port")
+    from .metrics import prometheus  # noqa: PLC0415 (the prometheus extra, with --metrics-port only)
+
+    metrics = prometheus.PrometheusMetrics(queue)
+    for worker in workers:
+        metrics.watch(worker)
+    try:
+        server = prometheus.serve_metrics(metrics, port=args.metrics_port, host=args.metrics_host)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}",
+            ExitCode.USAGE,
+        ) from None
+    host, port = server.address
+    log.info("jobworker worker: metrics on http://%s:%d/metrics", host, port)
+    return server.close
 
 
 def add_worker_command(subcommands: Any) -> None:
@@ -281,6 +326,25 @@ def add_worker_command(subcommands: Any) -> None:
         action="append",
         metavar="TYPE",
         help="take only jobs of this type (repeat for more)",
+    )
+    telemetry = parser.add_argument_group("telemetry")
+    telemetry.add_argument(
+        "--metrics-port",
+        type=int_between(0, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (0: any free one); needs the prometheus extra",
+    )
+    telemetry.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics are served on (default: 127.0.0.1, this machine only)",
+    )
+    telemetry.add_argument(
+        "--tracing",
+        action="store_true",
+        help="an OpenTelemetry span per attempt, continuing the trace of the task's "
+        "enqueue; needs the otel extra and a configured SDK",
     )
     logs = parser.add_argument_group("logging (to standard error)")
     logs.add_argument("--log-format", choices=LOG_FORMATS, default="text")

@@ -41,6 +41,7 @@ from .model import (
     fail_or_retry,
     release,
 )
+from .observe import WorkerObserver, end_observers, global_observers, start_observers
 from .queues.base import JobQueue
 from .retry import RetryPolicy
 
@@ -271,6 +272,9 @@ class JobWorker(abc.ABC):
         # Token of the current job's claim once it is known to be lost.
         self._lost_token: str | None = None
         self._worker_ident: int | None = None
+        #: Told of each attempt's start and end (see :mod:`jobworker.observe`);
+        #: starts with the global observers. Change it before the worker starts.
+        self.observers: list[WorkerObserver] = list(global_observers())
 
     # -- the three methods a subclass implements ------------------------------------------
 
@@ -465,6 +469,7 @@ class JobWorker(abc.ABC):
         self._lost_token = None
         self._heartbeat.track(job)
         outcome: JobOutcome | None = None
+        observed = start_observers(self.observers, self, job) if self.observers else None
         try:
             self._call_hook(self.on_job_start, job)
             try:
@@ -501,6 +506,8 @@ class JobWorker(abc.ABC):
             self._current = None
             busy = time.monotonic() - began
             self._count(outcome, busy)
+            if observed:
+                end_observers(observed, self, job, outcome, busy)
             # Checked here, so that a job log turned off costs one lookup.
             if outcome is not None and job_log.isEnabledFor(_LOG_LEVEL[outcome.status]):
                 self._log_outcome(job, outcome, busy)

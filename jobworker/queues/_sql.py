@@ -791,6 +791,19 @@ class SQLQueue(JobQueue):
                 counts[status] = int(count)
         return counts
 
+    def get_type_stats(self) -> dict[str, dict[str, int]]:
+        self._recover_if_due()
+        by_type: dict[str, dict[str, int]] = {}
+        for job_type, status, count in self._read(
+            self._q("SELECT type, status, count(*) FROM {t} GROUP BY type, status")
+        ):
+            counts = by_type.get(job_type)
+            if counts is None:
+                counts = by_type[job_type] = dict.fromkeys(STATUSES, 0)
+            if status in counts:
+                counts[status] = int(count)
+        return by_type
+
     def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
         self._check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout

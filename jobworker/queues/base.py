@@ -184,6 +184,16 @@ class JobQueue(abc.ABC):
     def get_stats(self) -> dict[str, int]:
         """Return the number of jobs in each of the five statuses."""
 
+    def get_type_stats(self) -> dict[str, dict[str, int]]:
+        """Return, for each job type stored, its number of jobs in each of the five statuses.
+
+        One query on a durable backend (a scan of the jobs table: cache it,
+        as :class:`jobworker.metrics.prometheus.PrometheusMetrics` does).
+        Types with no job are absent; each present type maps every status,
+        zeros included.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot count jobs by type")
+
     # -- beyond the guide ---------------------------------------------------------------
 
     @abc.abstractmethod

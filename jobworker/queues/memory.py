@@ -632,6 +632,19 @@ class MemoryQueue(JobQueue):
             self._enter()
             return dict(self._counts)
 
+    def get_type_stats(self) -> dict[str, dict[str, int]]:
+        # A walk of every job under the lock: the memory queue keeps no
+        # per-type counts, which would cost every transition a dict update.
+        by_type: dict[str, dict[str, int]] = {}
+        with self._lock:
+            self._enter()
+            for job in self._jobs.values():
+                counts = by_type.get(job.metadata.type)
+                if counts is None:
+                    counts = by_type[job.metadata.type] = dict.fromkeys(STATUSES, 0)
+                counts[job.status] += 1
+        return by_type
+
     def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
         self._check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout

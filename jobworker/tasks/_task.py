@@ -30,6 +30,7 @@ from ..model import (
     describe_error,
     new_job,
 )
+from ..observe import task_headers
 from ..queues.base import JobQueue
 from ..retry import RetryPolicy
 from ..serialization import DEFAULT_MAX_PAYLOAD, converter, roundtrip_value
@@ -54,6 +55,13 @@ _NO_USER: Final = UserId("")
 #: (under their module paths), so a name is one task's in the whole process.
 #: Each user looks up its own kind (:meth:`TaskRegistry.get_as`).
 default_registry: Final[TaskRegistry[Any]] = TaskRegistry()
+
+
+def _add_headers(params: dict[str, Any]) -> None:
+    """Store the telemetry headers of this enqueue (a trace context) beside the arguments."""
+    headers = task_headers()
+    if headers is not None:
+        params["headers"] = headers
 
 
 class TaskContext:
@@ -200,6 +208,7 @@ class Task(Generic[TaskParams, TaskReturn]):
         else:
             # The usual call, inlined: every parameter by position, all plain JSON.
             params = {"args": list(args), "kwargs": kwargs}
+        _add_headers(params)
         # new_job's work, without its keyword handling: this runs once per job.
         id = JobId(uuid4().hex)
         queue.create_job(
@@ -261,9 +270,11 @@ class Task(Generic[TaskParams, TaskReturn]):
         run_after = options["run_after"]
         if options["delay"] is not None:
             run_after = queue.clock.now() + _dt.timedelta(seconds=options["delay"])
+        params = self._params(args, kwargs)
+        _add_headers(params)
         job = new_job(
             self.job_type,
-            self._params(args, kwargs),
+            params,
             id=options["id"],
             user_id=options["user_id"],
             max_retries=self.max_retries,

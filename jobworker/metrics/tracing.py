@@ -1,0 +1,176 @@
+"""OpenTelemetry traces of attempts (the ``otel`` extra, on ``opentelemetry-api``).
+
+:func:`instrument` turns tracing on in this process; until it is called,
+jobworker makes no span and imports nothing of OpenTelemetry. Then:
+
+- each attempt is a span of kind ``CONSUMER`` named ``process <job type>``,
+  current while ``execute_job`` runs (spans the job makes are its children),
+  with attributes after OpenTelemetry's messaging conventions
+  (``messaging.system``, ``messaging.operation.type``,
+  ``messaging.destination.name`` for the job type, ``messaging.message.id``
+  for the job id, ``messaging.consumer.group.name`` for the worker's name)
+  and ``jobworker.attempt`` and ``jobworker.outcome``; an attempt that failed
+  records its exception and ends with an error status;
+- a function task (:func:`jobworker.task`) enqueued while a span is current
+  stores that span's context (W3C ``traceparent``, ``tracestate``, by the
+  globally configured propagator) in its job's params envelope, beside the
+  call's arguments: ``{"args": ..., "kwargs": ..., "headers": {...}}``. Its
+  attempts' spans are children of that span, in whichever process runs them.
+
+The task's own function never sees the headers, and a job made with
+``create_job`` keeps its params exactly as given: its params are the
+application's, so its attempts start traces of their own.
+
+With the API installed but no SDK configured, OpenTelemetry's tracer does
+nothing and stores no headers: the cost is a few calls per attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from opentelemetry import context, propagate, trace
+
+from .. import __version__
+from ..errors import JobCancelledError
+from ..observe import (
+    add_global_observer,
+    add_header_source,
+    remove_global_observer,
+    remove_header_source,
+)
+from ..tasks import TaskWorker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from contextvars import Token
+
+    from opentelemetry.context import Context
+
+    from ..model import RunningJob
+    from ..worker import JobOutcome, JobWorker
+
+__all__ = ["TracingObserver", "instrument", "uninstrument"]
+
+#: The value of ``messaging.system`` on every span.
+MESSAGING_SYSTEM: Final = "jobworker"
+
+_lock = threading.Lock()
+_installed: TracingObserver | None = None  # guarded by _lock
+
+
+def _inject() -> dict[str, str] | None:
+    """Return the current trace context as headers, or ``None`` outside any recorded span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+def _headers(worker: JobWorker, job: RunningJob[Any, Any]) -> dict[str, str] | None:
+    """Return the headers a function task's job carries, else ``None``."""
+    params = job.params
+    if not isinstance(worker, TaskWorker) or not isinstance(params, dict):
+        return None
+    headers = params.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    return {str(k): str(v) for k, v in headers.items() if isinstance(v, str)}
+
+
+class TracingObserver:
+    """Make a span of each attempt of the workers that hold it (see the module's doc).
+
+    :param tracer_provider: where spans go; the global provider by default,
+        looked up at each attempt, so one configured later is used.
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._provider = tracer_provider
+
+    def _tracer(self) -> trace.Tracer:
+        return trace.get_tracer("jobworker", __version__, tracer_provider=self._provider)
+
+    def job_started(self, worker: JobWorker, job: RunningJob[Any, Any]) -> object:
+        """Start the attempt's span and make it current in this thread."""
+        headers = _headers(worker, job)
+        parent = propagate.extract(headers) if headers else None
+        meta = job.metadata
+        span = self._tracer().start_span(
+            f"process {meta.type}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": MESSAGING_SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "messaging.destination.name": meta.type,
+                "messaging.message.id": meta.id,
+                "messaging.consumer.group.name": worker.get_worker_name(),
+                "jobworker.attempt": meta.retry_count + 1,
+            },
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        return span, token
+
+    def job_ended(
+        self,
+        worker: JobWorker,
+        job: RunningJob[Any, Any],
+        outcome: JobOutcome | None,
+        duration: float,
+        started: object,
+    ) -> None:
+        """Record the outcome on the attempt's span, end it and restore the context."""
+        span, token = cast("tuple[trace.Span, Token[Context]]", started)  # what job_started returned
+        try:
+            status = "interrupted" if outcome is None else outcome.status
+            span.set_attribute("jobworker.outcome", status)
+            error = None if outcome is None else outcome.error
+            if error is not None and not isinstance(error, JobCancelledError):
+                span.set_attribute("error.type", type(error).__qualname__)
+                span.record_exception(error)
+                span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: attempt {status}")
+            elif status in ("lost", "interrupted"):
+                span.set_attribute("error.type", status)
+                span.set_status(trace.StatusCode.ERROR, f"attempt {status}")
+            span.end()
+        finally:
+            context.detach(token)
+
+
+def instrument(
+    workers: Iterable[JobWorker] = (), *, tracer_provider: trace.TracerProvider | None = None
+) -> TracingObserver:
+    """Turn tracing on in this process and return its observer.
+
+    Workers constructed from now on trace their attempts, and so do
+    *workers* (constructed before); function tasks enqueued from now on
+    carry the current trace context. Calling it again adds *workers* and
+    returns the same observer. Thread-safe.
+    """
+    global _installed
+    with _lock:
+        if _installed is None:
+            _installed = TracingObserver(tracer_provider)
+            add_global_observer(_installed)
+            add_header_source(_inject)
+        observer = _installed
+    for worker in workers:
+        if observer not in worker.observers:
+            worker.observers.append(observer)
+    return observer
+
+
+def uninstrument() -> None:
+    """Turn tracing off for workers constructed and tasks enqueued from now on.
+
+    Workers that hold the observer keep it; remove it from their
+    :attr:`~jobworker.JobWorker.observers` to stop them.
+    """
+    global _installed
+    with _lock:
+        if _installed is not None:
+            remove_global_observer(_installed)
+            remove_header_source(_inject)
+            _installed = None
