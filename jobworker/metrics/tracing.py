@@ -122,7 +122,8 @@ class TracingObserver:
         started: object,
     ) -> None:
         """Record the outcome on the attempt's span, end it and restore the context."""
-        span, token = cast("tuple[trace.Span, Token[Context]]", started)  # what job_started returned
+        # What job_started returned.
+        span, token = cast("tuple[trace.Span, Token[Context]]", started)
         try:
             status = "interrupted" if outcome is None else outcome.status
             span.set_attribute("jobworker.outcome", status)

@@ -824,6 +824,27 @@ def test_get_stats_counts_every_status(queue: jw.JobQueue, clock: FakeClock) -> 
     assert queue.get_stats() == {status: counted[status] for status in m.STATUSES}
 
 
+def test_get_type_stats_counts_each_type_and_status(queue: jw.JobQueue, clock: FakeClock) -> None:
+    assert queue.get_type_stats() == {}
+    for n in range(3):
+        queue.create_job(make_job(f"a-{n}", "alpha", created=EPOCH + dt.timedelta(seconds=n)))
+    queue.create_job(make_job("b-0", "beta", created=EPOCH + dt.timedelta(seconds=9)))
+    finish(queue, claim(queue))  # a-0
+    running = claim(queue)  # a-1
+    assert queue.cancel_job("b-0")
+    zero = dict.fromkeys(m.STATUSES, 0)
+    assert queue.get_type_stats() == {
+        "alpha": {**zero, "complete": 1, "running": 1, "pending": 1},
+        "beta": {**zero, "cancelled": 1},
+    }
+    queue.update_job(m.fail(running, "E", now=clock.now()), "running", claim=running.claim)
+    stats = queue.get_type_stats()
+    assert stats["alpha"] == {**zero, "complete": 1, "failed": 1, "pending": 1}
+    # The same jobs as get_stats counts, split by type.
+    totals = {s: sum(counts[s] for counts in stats.values()) for s in m.STATUSES}
+    assert totals == queue.get_stats()
+
+
 def test_cleanup_old_jobs_removes_only_old_terminal_jobs(
     queue: jw.JobQueue, clock: FakeClock
 ) -> None:
