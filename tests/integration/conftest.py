@@ -13,7 +13,11 @@ from .crash_harness import WorkerProcesses, worker_processes
 
 # Imported only by a worker process that must never import it; importing it
 # here (the doctest collection) would leave the very mark the test looks for.
-collect_ignore = ["task_side_effect.py"]
+collect_ignore = [
+    "task_side_effect.py",
+    # Configures OpenTelemetry's SDK for the whole process: a worker process's only.
+    "traced_tasks.py",
+]
 
 
 @pytest.fixture
