@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import (
@@ -177,11 +177,8 @@ class PrometheusMetrics(Collector):
         add_global_observer(self)
 
     def job_started(self, worker: JobWorker, job: RunningJob[Any, Any]) -> object:
-        """Record how long *job* waited for this attempt."""
-        wait = (job.started_at - _ready_since(job)).total_seconds()
-        with self._lock:
-            self._waits.observe(job.metadata.type, max(wait, 0.0))
-        return None
+        """Return how long *job* waited for this attempt (recorded as it ends)."""
+        return (job.started_at - _ready_since(job)).total_seconds()
 
     def job_ended(
         self,
@@ -191,13 +188,16 @@ class PrometheusMetrics(Collector):
         duration: float,
         started: object,
     ) -> None:
-        """Count the attempt's outcome and time (an interrupted attempt counts nowhere)."""
+        """Count the attempt: its wait, outcome and time (an interrupted one counts nowhere)."""
         if outcome is None:
             return
-        key = (job.metadata.type, outcome.status)
+        job_type = job.metadata.type
+        key = (job_type, outcome.status)
+        wait = max(cast("float", started), 0.0)
         with self._lock:
             self._attempts[key] = self._attempts.get(key, 0) + 1
-            self._durations.observe(job.metadata.type, duration)
+            self._durations.observe(job_type, duration)
+            self._waits.observe(job_type, wait)
 
     # -- the collector side ---------------------------------------------------------------
 

@@ -87,31 +87,32 @@ class TracingObserver:
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self._provider = tracer_provider
-
-    def _tracer(self) -> trace.Tracer:
-        return trace.get_tracer("jobworker", __version__, tracer_provider=self._provider)
+        # Without a provider, the global one's proxy: it follows a provider set later.
+        self._tracer = trace.get_tracer("jobworker", __version__, tracer_provider=tracer_provider)
 
     def job_started(self, worker: JobWorker, job: RunningJob[Any, Any]) -> object:
         """Start the attempt's span and make it current in this thread."""
         headers = _headers(worker, job)
         parent = propagate.extract(headers) if headers else None
         meta = job.metadata
-        span = self._tracer().start_span(
-            f"process {meta.type}",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": MESSAGING_SYSTEM,
-                "messaging.operation.type": "process",
-                "messaging.operation.name": "process",
-                "messaging.destination.name": meta.type,
-                "messaging.message.id": meta.id,
-                "messaging.consumer.group.name": worker.get_worker_name(),
-                "jobworker.attempt": meta.retry_count + 1,
-            },
+        span = self._tracer.start_span(
+            f"process {meta.type}", context=parent, kind=trace.SpanKind.CONSUMER
         )
-        token = context.attach(trace.set_span_in_context(span))
-        return span, token
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.system": MESSAGING_SYSTEM,
+                    "messaging.operation.type": "process",
+                    "messaging.operation.name": "process",
+                    "messaging.destination.name": meta.type,
+                    "messaging.message.id": meta.id,
+                    "messaging.consumer.group.name": worker.get_worker_name(),
+                    "jobworker.attempt": meta.retry_count + 1,
+                }
+            )
+        elif not span.get_span_context().is_valid:
+            return None  # no SDK and no trace to continue: nothing to make current
+        return span, context.attach(trace.set_span_in_context(span))
 
     def job_ended(
         self,
@@ -122,22 +123,29 @@ class TracingObserver:
         started: object,
     ) -> None:
         """Record the outcome on the attempt's span, end it and restore the context."""
+        if started is None:
+            return
         # What job_started returned.
         span, token = cast("tuple[trace.Span, Token[Context]]", started)
         try:
-            status = "interrupted" if outcome is None else outcome.status
-            span.set_attribute("jobworker.outcome", status)
-            error = None if outcome is None else outcome.error
-            if error is not None and not isinstance(error, JobCancelledError):
-                span.set_attribute("error.type", type(error).__qualname__)
-                span.record_exception(error)
-                span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: attempt {status}")
-            elif status in ("lost", "interrupted"):
-                span.set_attribute("error.type", status)
-                span.set_status(trace.StatusCode.ERROR, f"attempt {status}")
+            if span.is_recording():
+                _record_outcome(span, outcome)
             span.end()
         finally:
             context.detach(token)
+
+
+def _record_outcome(span: trace.Span, outcome: JobOutcome | None) -> None:
+    status = "interrupted" if outcome is None else outcome.status
+    span.set_attribute("jobworker.outcome", status)
+    error = None if outcome is None else outcome.error
+    if error is not None and not isinstance(error, JobCancelledError):
+        span.set_attribute("error.type", type(error).__qualname__)
+        span.record_exception(error)
+        span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: attempt {status}")
+    elif status in ("lost", "interrupted"):
+        span.set_attribute("error.type", status)
+        span.set_status(trace.StatusCode.ERROR, f"attempt {status}")
 
 
 def instrument(

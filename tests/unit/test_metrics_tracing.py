@@ -231,3 +231,24 @@ def test_jobworker_imports_no_telemetry_library_unless_asked() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_without_an_sdk_no_span_is_recorded_but_the_trace_still_flows(
+    tracer: trace.Tracer, mq: jw.MemoryQueue, registry: jw.TaskRegistry[jw.Task[Any, Any]]
+) -> None:
+    seen: list[trace.SpanContext] = []
+
+    @jw.task(name="nested", registry=registry)
+    def nested() -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    with tracer.start_as_current_span("request") as request:
+        nested.enqueue_on(mq)
+    worker = jw.TaskWorker(mq, registry=registry)
+    worker.observers = [tracing.TracingObserver(trace.NoOpTracerProvider())]
+    run_pending(worker)
+    [context] = seen
+    # The API's no-op span carries the enqueue's context, so a task enqueued
+    # here would carry it on; nothing is recorded.
+    assert context.trace_id == request.get_span_context().trace_id
+    assert not trace.get_current_span().get_span_context().is_valid
