@@ -17,13 +17,23 @@ and of the medians (1.0: as fast). On a busy machine the best rounds are the
 steadier figure: noise only ever slows a round down::
 
     python bench/metrics.py --jobs 5000 --rounds 9
+
+``--against DIR`` instead compares the ``off`` drain of this tree with that
+of another checkout (``git worktree add /tmp/base main``, say), each round in
+a fresh process per tree, alternating: a worker with no observers must drain
+as fast as one of a release without them (ratio 1.0)::
+
+    python bench/metrics.py --against /tmp/base --rounds 9
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import pathlib
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -91,11 +101,65 @@ VARIANTS: dict[str, Callable[[jw.JobQueue, jw.JobWorker], None]] = {
 }
 
 
+# Runs in a fresh process on the jobworker of PYTHONPATH: the off drain of any release.
+_OFF_DRAIN = """
+import os, sys, time, jobworker as jw
+class W(jw.JobWorker):
+    def get_worker_name(self): return "W"
+    def can_process_job(self, job): return True
+    def execute_job(self, job): return None
+def drain(n):
+    queue = jw.MemoryQueue()
+    worker = W(queue, job_types=["noop"])
+    began = time.process_time()
+    for i in range(n):
+        queue.create_job(jw.new_job("noop", {"a": i}))
+    while worker.run_once() is not None:
+        pass
+    return n / (time.process_time() - began)
+drain(1000)
+assert jw.__file__.startswith(os.getcwd()), jw.__file__
+print(max(drain(int(sys.argv[1])) for _ in range(3)))
+"""
+
+
+def _off_in(tree: pathlib.Path, jobs: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", _OFF_DRAIN, str(jobs)],
+        cwd=tree,  # "-c" puts the working directory first on the import path
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout)
+
+
+def compare(against: pathlib.Path, jobs: int, rounds: int) -> None:
+    """Print the off drain's rate here and in *against*, alternating, and their ratio."""
+    here = pathlib.Path(__file__).resolve().parents[1]
+    mine: list[float] = []
+    base: list[float] = []
+    for round_ in range(rounds):
+        pair = [(mine, here), (base, against)]
+        for rates, tree in pair if round_ % 2 == 0 else pair[::-1]:
+            rates.append(_off_in(tree, jobs))
+        print(f"round {round_ + 1}: here {mine[-1]:,.0f} jobs/s, base {base[-1]:,.0f} jobs/s")
+    best = max(mine) / max(base)
+    median = statistics.median(mine) / statistics.median(base)
+    print(f"here/base (off), best rounds: {best:.3f}; medians: {median:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--against", type=pathlib.Path, metavar="DIR")
     args = parser.parse_args(argv)
+    if args.against is not None:
+        compare(args.against, args.jobs, args.rounds)
+        return 0
     names = list(VARIANTS)
     for name in names:  # warm up every path
         drain(1000, VARIANTS[name])
