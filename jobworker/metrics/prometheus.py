@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
@@ -121,6 +121,9 @@ class PrometheusMetrics(Collector):
 
     :param queue: the store whose jobs ``jobworker_jobs`` counts; ``None``
         leaves that metric out.
+    :param workers: called at each scrape, returns more workers whose state
+        ``jobworker_workers`` reports, beside the watched ones: for workers
+        a framework starts (``Jobworker.get_workers`` in Flask).
     :param cache_ttl: seconds a count of the store's jobs is reused, so that
         scrapes cost one query per ``cache_ttl`` however many there are.
     :param duration_buckets: bucket bounds of ``attempt_duration_seconds``.
@@ -137,6 +140,7 @@ class PrometheusMetrics(Collector):
         self,
         queue: JobQueue | None = None,
         *,
+        workers: Callable[[], Iterable[JobWorker]] | None = None,
         cache_ttl: float = 5.0,
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
         wait_buckets: Sequence[float] = WAIT_BUCKETS,
@@ -145,6 +149,7 @@ class PrometheusMetrics(Collector):
             raise ValueError(f"cache_ttl must be >= 0, got {cache_ttl!r}")
         self.queue = queue
         self.cache_ttl = float(cache_ttl)
+        self._more_workers = workers
         self._lock = threading.Lock()
         self._attempts: dict[tuple[str, str], int] = {}  # guarded by _lock
         self._durations = _Histogram(duration_buckets)  # guarded by _lock
@@ -239,6 +244,8 @@ class PrometheusMetrics(Collector):
                 "From when a job could run to when its attempt started, by job type.",
             )
             watched = list(self._workers)
+        if self._more_workers is not None:
+            watched += [w for w in self._more_workers() if w not in watched]
         yield attempts
         yield durations
         yield waits

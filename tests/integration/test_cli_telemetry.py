@@ -73,12 +73,15 @@ def test_a_scrape_of_a_running_worker_counts_the_jobs_it_ran(
         if name == "jobworker_jobs" and value
     }
     assert jobs == {("sleep", "complete"): 5, ("fail", "failed"): 2, ("other", "pending"): 1}
-    idle = sum(
-        value
+    threads = {
+        (dict(labels)["worker"], dict(labels)["state"]): value
         for (name, labels), value in samples.items()
-        if name == "jobworker_workers" and ("state", "idle") in labels
-    )
-    assert idle == 4  # two threads of each class
+        if name == "jobworker_workers"
+    }
+    # Two threads of each class, busy or idle (one may not have let go of its last job yet).
+    assert {state for _, state in threads} == {"busy", "idle"}
+    for name in ("fail", next(w for w, _ in threads if w.startswith("sleep-"))):
+        assert threads[name, "busy"] + threads[name, "idle"] == 2
     assert "process_cpu_seconds_total" in {name for name, _ in samples}
     worker.signal(signal.SIGTERM)
     assert worker.finish() == 0, worker.log()
