@@ -11,6 +11,7 @@ import json
 import pathlib
 import re
 import signal
+import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 import jobworker as jw
+from jobworker.cli import ExitCode, main
 from jobworker.metrics import tracing
 
 from .test_cli_worker import SLEEP, TIMEOUT, WorkerProcess, backend, open_backend, spawn
@@ -129,3 +131,19 @@ def test_a_trace_around_an_enqueue_continues_in_the_worker_process(
     assert span["parent_id"] == f"{context.span_id:016x}"
     assert span["attributes"]["messaging.message.id"] == handle.id
     assert span["attributes"]["jobworker.outcome"] == "complete"
+
+
+def test_a_metrics_port_in_use_is_refused_and_the_queue_closed(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["worker", SLEEP, "--queue", url, "--metrics-port", str(port)])
+    assert code == ExitCode.USAGE
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+    # Nothing was left running: the file can be opened, used and closed.
+    with jw.open_queue(url) as queue:
+        assert queue.get_stats()["pending"] == 0

@@ -1,4 +1,4 @@
-"""The command lines and the unit file in the CLI and deployment how-tos parse and agree.
+"""The command lines and the unit file of the CLI, deployment and operations how-tos agree.
 
 The job commands' examples run as doctests (docs/howto/cli.rst); the
 ``worker`` lines and the systemd unit cannot run in a doctest, so they are
@@ -18,7 +18,7 @@ import pytest
 from jobworker.cli import build_parser
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "howto"
-PAGES = ("cli.rst", "deployment.rst")
+PAGES = ("cli.rst", "deployment.rst", "operations.rst")
 
 
 def command_lines(page: str) -> list[str]:
