@@ -31,6 +31,7 @@ __all__ = [
     "add_global_observer",
     "add_header_source",
     "global_observers",
+    "params_headers",
     "remove_global_observer",
     "remove_header_source",
     "task_headers",
@@ -136,6 +137,23 @@ def task_headers() -> dict[str, str] | None:
         if found:
             headers.update(found)
     return headers or None
+
+
+def params_headers(worker: JobWorker, job: RunningJob[Any, Any]) -> dict[str, str] | None:
+    """Return the headers stored with *job*, or ``None``.
+
+    Only a worker whose class sets ``headers_in_params = True`` (the task
+    workers, whose jobs' params are jobworker's own envelope) has them read
+    from ``params["headers"]``; any other job's params are the
+    application's, never interpreted.
+    """
+    params = job.params
+    if not getattr(worker, "headers_in_params", False) or not isinstance(params, dict):
+        return None
+    headers = params.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    return {str(k): v for k, v in headers.items() if isinstance(v, str)}
 
 
 def start_observers(

@@ -11,10 +11,11 @@ jobworker makes no span and imports nothing of OpenTelemetry. Then:
   for the job id, ``messaging.consumer.group.name`` for the worker's name)
   and ``jobworker.attempt`` and ``jobworker.outcome``; an attempt that failed
   records its exception and ends with an error status;
-- a function task (:func:`jobworker.task`) enqueued while a span is current
-  stores that span's context (W3C ``traceparent``, ``tracestate``, by the
-  globally configured propagator) in its job's params envelope, beside the
-  call's arguments: ``{"args": ..., "kwargs": ..., "headers": {...}}``. Its
+- a function task (:func:`jobworker.task`, or a Django task of the
+  jobworker backend) enqueued while a span is current stores that span's
+  context (W3C ``traceparent``, ``tracestate``, by the globally configured
+  propagator) in its job's params envelope, beside the call's arguments:
+  ``{"args": ..., "kwargs": ..., "headers": {...}}``. Its
   attempts' spans are children of that span, in whichever process runs them.
 
 The task's own function never sees the headers, and a job made with
@@ -37,10 +38,10 @@ from ..errors import JobCancelledError
 from ..observe import (
     add_global_observer,
     add_header_source,
+    params_headers,
     remove_global_observer,
     remove_header_source,
 )
-from ..tasks import TaskWorker
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -67,17 +68,6 @@ def _inject() -> dict[str, str] | None:
     return carrier or None
 
 
-def _headers(worker: JobWorker, job: RunningJob[Any, Any]) -> dict[str, str] | None:
-    """Return the headers a function task's job carries, else ``None``."""
-    params = job.params
-    if not isinstance(worker, TaskWorker) or not isinstance(params, dict):
-        return None
-    headers = params.get("headers")
-    if not isinstance(headers, dict):
-        return None
-    return {str(k): str(v) for k, v in headers.items() if isinstance(v, str)}
-
-
 class TracingObserver:
     """Make a span of each attempt of the workers that hold it (see the module's doc).
 
@@ -92,7 +82,7 @@ class TracingObserver:
 
     def job_started(self, worker: JobWorker, job: RunningJob[Any, Any]) -> object:
         """Start the attempt's span and make it current in this thread."""
-        headers = _headers(worker, job)
+        headers = params_headers(worker, job)
         parent = propagate.extract(headers) if headers else None
         meta = job.metadata
         span = self._tracer.start_span(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model import AnyJob, RunningJob
 from ..queues.base import JobQueue
@@ -32,6 +32,10 @@ class TaskWorker(JobWorker):
     once with :class:`UnknownTaskError`, and nothing is imported. Tasks and
     class workers run side by side on one queue.
     """
+
+    #: Its jobs' params are jobworker's envelope, which may carry headers
+    #: (see :func:`jobworker.observe.params_headers`).
+    headers_in_params: ClassVar[bool] = True
 
     def __init__(
         self,

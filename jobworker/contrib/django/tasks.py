@@ -33,7 +33,7 @@ import dataclasses
 import datetime as _dt
 import re
 import traceback
-from typing import Any, Final, NoReturn
+from typing import Any, ClassVar, Final, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -51,6 +51,7 @@ from ...model import (
     RunningJob,
     new_job,
 )
+from ...observe import task_headers
 from ...queues.base import JobQueue
 from ...tasks import JobHandle, UnknownTaskError, default_registry
 from ._tasks_api import (
@@ -218,15 +219,19 @@ class JobworkerBackend(BaseTaskBackend):
         run_after = task.run_after
         if run_after is not None and timezone.is_naive(run_after):
             run_after = timezone.make_aware(run_after)
+        params = {
+            "task": task.module_path,
+            "args": normalize_json(args),
+            "kwargs": normalize_json(kwargs),
+            "backend": self.alias,
+            "takes_context": task.takes_context,
+        }
+        headers = task_headers()  # a trace context, where tracing is instrumented
+        if headers is not None:
+            params["headers"] = headers
         job = new_job(
             JOB_TYPE_PREFIX + task.queue_name,
-            {
-                "task": task.module_path,
-                "args": normalize_json(args),
-                "kwargs": normalize_json(kwargs),
-                "backend": self.alias,
-                "takes_context": task.takes_context,
-            },
+            params,
             max_retries=self.max_retries,
             priority=task.priority,
             run_after=run_after,
@@ -376,6 +381,10 @@ class TaskWorker(DjangoJobWorker):
     task that raises fails the attempt and is retried while the backend's
     ``max_retries`` allow.
     """
+
+    #: Its jobs' params are the backend's envelope, which may carry headers
+    #: (see :func:`jobworker.observe.params_headers`).
+    headers_in_params: ClassVar[bool] = True
 
     def __init__(
         self,
