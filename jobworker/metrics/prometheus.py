@@ -43,11 +43,11 @@ from prometheus_client.registry import Collector
 
 from ..model import STATUSES, RunningJob
 from ..observe import add_global_observer
+from ..queues.base import JobQueue
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from ..queues.base import JobQueue
     from ..worker import JobOutcome, JobWorker
 
 __all__ = [
@@ -119,8 +119,10 @@ def _ready_since(job: RunningJob[Any, Any]) -> Any:
 class PrometheusMetrics(Collector):
     """Count the attempts of watched workers; report them and the store's jobs when scraped.
 
-    :param queue: the store whose jobs ``jobworker_jobs`` counts; ``None``
-        leaves that metric out.
+    :param queue: the store whose jobs ``jobworker_jobs`` counts, or a
+        function that returns it when a scrape needs it (Django's
+        ``get_queue``, so that nothing opens at start-up); ``None`` leaves
+        that metric out.
     :param workers: called at each scrape, returns more workers whose state
         ``jobworker_workers`` reports, beside the watched ones: for workers
         a framework starts (``Jobworker.get_workers`` in Flask).
@@ -138,7 +140,7 @@ class PrometheusMetrics(Collector):
 
     def __init__(
         self,
-        queue: JobQueue | None = None,
+        queue: JobQueue | Callable[[], JobQueue] | None = None,
         *,
         workers: Callable[[], Iterable[JobWorker]] | None = None,
         cache_ttl: float = 5.0,
@@ -281,13 +283,15 @@ class PrometheusMetrics(Collector):
 
         ``None`` if the query failed (it is logged).
         """
-        assert self.queue is not None
+        source = self.queue
+        assert source is not None  # else collect() does not ask
         with self._stats_lock:
             now = time.monotonic()
             if self._stats is not None and now - self._stats_at < self.cache_ttl:
                 return self._stats
             try:
-                stats = self.queue.get_type_stats()
+                queue = source if isinstance(source, JobQueue) else source()
+                stats = queue.get_type_stats()
             except Exception:  # broad: a failing store must not fail the scrape's other metrics
                 log.warning("metrics: cannot count the jobs in the store", exc_info=True)
                 return None

@@ -57,7 +57,7 @@ def test_a_task_enqueued_in_a_span_runs_in_its_child_span(
 
 
 def test_the_collector_counts_the_tasks_run_on_the_projects_queue(db: str) -> None:
-    metrics = PrometheusMetrics(get_queue())
+    metrics = PrometheusMetrics(get_queue)  # as the docs show: looked up when scraped
     worker = TaskWorker(retry_policy=RetryPolicy.immediate())
     metrics.watch(worker)
     registry = CollectorRegistry()
