@@ -274,3 +274,19 @@ def test_an_observer_that_raises_changes_no_outcome(
     assert [job.status for job in queue.list_jobs()] == ["complete"]
     assert ended == ["token"]
     assert "observer" in caplog.text and "failed as job" in caplog.text
+
+
+def test_an_interrupted_attempt_counts_nowhere(queue: jw.MemoryQueue) -> None:
+    class Interrupted(Worker):
+        def execute_job(self, job: jw.AnyJob) -> Any:
+            raise KeyboardInterrupt
+
+    metrics = PrometheusMetrics(queue)
+    worker = Interrupted(queue)
+    metrics.watch(worker)
+    enqueue(queue, "ok")
+    with pytest.raises(KeyboardInterrupt):
+        worker.run_once()
+    samples = scrape(metrics)
+    assert not any(name.startswith("jobworker_attempt") for name, _ in samples)
+    assert samples["jobworker_jobs", labels(type="ok", status="pending")] == 1

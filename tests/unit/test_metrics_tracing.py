@@ -252,3 +252,21 @@ def test_without_an_sdk_no_span_is_recorded_but_the_trace_still_flows(
     # here would carry it on; nothing is recorded.
     assert context.trace_id == request.get_span_context().trace_id
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+class Interrupted(Plain):
+    def execute_job(self, job: jw.AnyJob) -> Any:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_attempt_ends_its_span_and_restores_the_context(
+    exporter: InMemorySpanExporter, mq: jw.MemoryQueue
+) -> None:
+    job = mq.create_job(jw.new_job("plain", {}))
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(mq).run_once()
+    assert mq.get_job(job.metadata.id).status == "pending"  # type: ignore[union-attr]
+    [span] = spans_named(exporter, "process plain")
+    assert span.attributes is not None and span.attributes["jobworker.outcome"] == "interrupted"
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert not trace.get_current_span().get_span_context().is_valid
