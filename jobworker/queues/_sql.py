@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as _dt
 import heapq
 import threading
 import time
@@ -72,6 +73,7 @@ from ..model import (
     text_problem,
 )
 from ..serialization import with_params
+from . import _sql_browse
 from ._rows import (
     COLUMNS,
     MUTABLE,
@@ -82,7 +84,7 @@ from ._rows import (
     sanitize_row,
     to_us,
 )
-from .base import JobPredicate, JobQueue
+from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
 
@@ -123,6 +125,8 @@ class SQLQueue(JobQueue):
     #: expression of one parameter (the queue's clock, read before the
     #: statement) evaluated when the statement runs, after its waits.
     NOW: ClassVar[str] = "?"
+    #: The condition that ``id`` contains a parameter's text, case-sensitive.
+    CONTAINS: ClassVar[str] = "instr(id, ?) > 0"
 
     def __init__(self, *, table: str, placeholder: str, **options: Any) -> None:
         super().__init__(**options)
@@ -827,6 +831,38 @@ class SQLQueue(JobQueue):
 
     def wake(self) -> None:
         self._notify()
+
+    def browse_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        user_id: str | None = None,
+        id_contains: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        self._check_browse_args(status, limit)
+        return _sql_browse.browse(
+            self,
+            status=status,
+            type=type,
+            user_id=user_id,
+            id_contains=id_contains,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    def count_jobs_by_type(self) -> dict[str, dict[str, int]]:
+        return _sql_browse.count_by_type(self)
+
+    def count_ended_jobs(
+        self, *, since: _dt.datetime, interval: float, slots: int
+    ) -> dict[str, list[int]]:
+        return _sql_browse.count_ended(self, since=since, interval=interval, slots=slots)
+
+    def delete_job(self, job_id: JobId | str) -> bool:
+        return _sql_browse.delete(self, job_id)
 
 
 def findable(text: str) -> bool:

@@ -7,20 +7,23 @@ A backend stores jobs and claims them; what a transition means comes from
 from __future__ import annotations
 
 import abc
+import datetime as _dt
 import threading
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 
 from .._limits import MAX_OFFSET, MAX_TEXT_LENGTH
-from ..clock import Clock, SystemClock
+from ..clock import Clock, SystemClock, to_us
 from ..errors import InvalidJobError, safe_repr
 from ..jobtypes import JobTypeRegistry
 from ..model import (
     _JOB_CLASSES,
     STATUSES,
     AnyJob,
+    CancelledJob,
+    CompleteJob,
     FailedJob,
     JobId,
     JobMetadata,
@@ -33,7 +36,7 @@ from ..model import (
 from ..retry import RetryPolicy
 from ..serialization import DEFAULT_MAX_PAYLOAD, decode_job, encode_job
 
-__all__ = ["JobPredicate", "JobQueue"]
+__all__ = ["JobPage", "JobPredicate", "JobQueue"]
 
 P = TypeVar("P")
 _J = TypeVar("_J", bound=AnyJob)
@@ -42,6 +45,19 @@ _J = TypeVar("_J", bound=AnyJob)
 JobPredicate = Callable[[PendingJob[Any]], bool]
 
 _DEFAULT_LEASE = 30.0
+_TERMINAL = ("complete", "failed", "cancelled")
+# Jobs read per list_jobs call by the generic browse_jobs.
+_BROWSE_CHUNK = 500
+
+
+@attrs.frozen
+class JobPage:
+    """One page of :meth:`JobQueue.browse_jobs`: its jobs and where the next page starts."""
+
+    #: The jobs of the page, newest ``created`` first.
+    jobs: tuple[AnyJob, ...]
+    #: Pass it as ``cursor`` for the next (older) page; ``None`` on the last page.
+    next_cursor: str | None
 
 
 class JobQueue(abc.ABC):
@@ -218,6 +234,102 @@ class JobQueue(abc.ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # -- for the dashboard ------------------------------------------------------------------
+
+    def browse_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        user_id: str | None = None,
+        id_contains: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Return one page of the jobs matching every filter given, newest ``created`` first.
+
+        Unlike :meth:`list_jobs`, pages are chained by a *cursor* (the
+        previous page's :attr:`JobPage.next_cursor`), not an offset: a SQL
+        backend reads only the rows of the page from its ``created`` index,
+        however deep the page, and a job created meanwhile does not shift
+        the pages after it. *id_contains* keeps the jobs whose id contains
+        that text (case-sensitive).
+
+        :raises ValueError: a bad *status*, a *limit* not from 1 to 1000, or
+            a *cursor* this backend did not make.
+        """
+        self._check_browse_args(status, limit)
+        # The generic way, for a backend without keyset pagination: a cursor
+        # is the position of the next job to look at in list_jobs' order.
+        position = 0 if cursor is None else _parse_offset_cursor(cursor)
+        found: list[AnyJob] = []
+        while True:
+            chunk = self.list_jobs(
+                status=status, type=type, user_id=user_id, limit=_BROWSE_CHUNK, offset=position
+            )
+            for job in chunk:
+                if id_contains is None or id_contains in job.metadata.id:
+                    if len(found) == limit:
+                        return JobPage(tuple(found), f"o{position}")
+                    found.append(job)
+                position += 1
+            if len(chunk) < _BROWSE_CHUNK:
+                return JobPage(tuple(found), None)
+
+    def count_jobs_by_type(self) -> dict[str, dict[str, int]]:
+        """Return the number of jobs of each type in each status: ``{type: {status: n}}``.
+
+        Only the statuses a type has jobs in are keys. A SQL backend answers
+        with one grouped count, which reads every row: cache the answer when
+        asking often.
+        """
+        counts: dict[str, dict[str, int]] = {}
+        position = 0
+        while True:
+            chunk = self.list_jobs(limit=_BROWSE_CHUNK, offset=position)
+            for job in chunk:
+                per_status = counts.setdefault(job.metadata.type, {})
+                per_status[job.status] = per_status.get(job.status, 0) + 1
+            position += len(chunk)
+            if len(chunk) < _BROWSE_CHUNK:
+                return counts
+
+    def count_ended_jobs(
+        self, *, since: _dt.datetime, interval: float, slots: int
+    ) -> dict[str, list[int]]:
+        """Return how many jobs ended in each of *slots* intervals from *since*.
+
+        The answer maps ``"complete"``, ``"failed"`` and ``"cancelled"`` to
+        *slots* counts each: slot ``i`` counts the jobs whose ``completed_at``
+        is from ``since + i * interval`` (included) to ``since + (i + 1) *
+        interval`` (excluded). Jobs already deleted are not counted.
+
+        :raises ValueError: *since* is naive, *interval* is not > 0, or
+            *slots* is not from 1 to 10000.
+        """
+        start_us, step_us = _check_slots(since, interval, slots)
+        counts = {status: [0] * slots for status in _TERMINAL}
+        for status in _TERMINAL:
+            position = 0
+            while True:
+                chunk = self.list_jobs(status=status, limit=_BROWSE_CHUNK, offset=position)
+                for job in chunk:
+                    assert isinstance(job, (CompleteJob, FailedJob, CancelledJob))
+                    slot = (to_us(job.completed_at) - start_us) // step_us
+                    if 0 <= slot < slots:
+                        counts[status][slot] += 1
+                position += len(chunk)
+                if len(chunk) < _BROWSE_CHUNK:
+                    break
+        return counts
+
+    def delete_job(self, job_id: JobId | str) -> bool:
+        """Delete a complete, failed or cancelled job; ``False`` if missing or not ended.
+
+        A pending or running job is never deleted: cancel it first.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete jobs")
+
     # -- helpers for backends -------------------------------------------------------------
 
     def _encode_new(self, job: PendingJob[P]) -> tuple[PendingJob[str], PendingJob[P]]:
@@ -291,6 +403,12 @@ class JobQueue(abc.ABC):
                     f"got {safe_repr(value)}"
                 )
 
+    @classmethod
+    def _check_browse_args(cls, status: str | None, limit: int) -> None:
+        cls._check_list_args(status, limit, 0)
+        if not 1 <= limit <= _MAX_PAGE:
+            raise ValueError(f"limit must be from 1 to {_MAX_PAGE}, got {limit}")
+
     @staticmethod
     def _check_timeout(timeout: float | None) -> None:
         if timeout is not None and not timeout >= 0:
@@ -298,3 +416,28 @@ class JobQueue(abc.ABC):
 
 
 _Q = TypeVar("_Q", bound=JobQueue)
+
+#: The largest page of :meth:`JobQueue.browse_jobs`.
+_MAX_PAGE: Final = 1000
+_MAX_SLOTS: Final = 10_000
+
+
+def _parse_offset_cursor(cursor: str) -> int:
+    """Return the position that a cursor of the generic :meth:`JobQueue.browse_jobs` holds."""
+    digits = cursor[1:] if isinstance(cursor, str) and cursor.startswith("o") else ""
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_OFFSET:
+        raise ValueError(f"not a cursor of this queue: {safe_repr(cursor, 60)}")
+    return int(digits)
+
+
+def _check_slots(since: _dt.datetime, interval: float, slots: int) -> tuple[int, int]:
+    """Check the arguments of ``count_ended_jobs``; return its start and step in microseconds."""
+    if not isinstance(since, _dt.datetime) or since.utcoffset() is None:
+        raise ValueError(f"since must be an aware datetime, got {safe_repr(since)}")
+    if not isinstance(interval, (int, float)) or not interval > 0 or interval > 366 * 86400:
+        raise ValueError(
+            f"interval must be > 0 seconds (a year at most), got {safe_repr(interval)}"
+        )
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= _MAX_SLOTS:
+        raise ValueError(f"slots must be an int from 1 to {_MAX_SLOTS}, got {safe_repr(slots)}")
+    return to_us(since), max(1, round(interval * 1_000_000))

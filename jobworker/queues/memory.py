@@ -627,6 +627,17 @@ class MemoryQueue(JobQueue):
                 self._counts[job.status] -= 1
             return len(old)
 
+    def delete_job(self, job_id: JobId | str) -> bool:
+        with self._lock:
+            self._enter()
+            stored = self._jobs.get(job_id)
+            if not isinstance(stored, (CompleteJob, FailedJob, CancelledJob)):
+                return False
+            del self._jobs[job_id]
+            self._arrival.pop(job_id, None)
+            self._counts[stored.status] -= 1
+            return True
+
     def get_stats(self) -> dict[str, int]:
         with self._lock:
             self._enter()

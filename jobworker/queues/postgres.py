@@ -224,6 +224,7 @@ class PostgresQueue(SQLQueue):
     """
 
     ARRIVAL = "seq"
+    CONTAINS = "strpos(id, ?) > 0"
     KEY = "id"
     SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
     SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
