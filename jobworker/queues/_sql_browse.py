@@ -58,7 +58,8 @@ def browse(
     if not all(findable(value) for value in (type, user_id, id_contains) if value is not None):
         return JobPage((), None)
     queue._recover_if_due()
-    where, args = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    args: list[Any] = []
     for column, value in (("status", status), ("type", type), ("user_id", user_id)):
         if value is not None:
             where.append(f"{column} = ?")
