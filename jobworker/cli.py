@@ -2,8 +2,8 @@
 
 ``worker`` runs worker classes until a signal; ``enqueue``, ``list``,
 ``show``, ``stats``, ``cancel``, ``retry`` and ``prune`` read and change
-jobs; ``migrate`` creates a durable queue's tables; ``demo`` shows the
-library at work. Each subcommand is a subparser with a handler; :func:`main`
+jobs; ``dashboard`` serves the web dashboard; ``migrate`` creates a durable
+queue's tables; ``demo`` shows the library at work. Each subcommand is a subparser with a handler; :func:`main`
 parses, dispatches and turns errors into one line on standard error and an
 exit status (:class:`ExitCode`), never a traceback.
 """
@@ -33,6 +33,7 @@ from ._cli_common import (
     queue_url,
     seconds,
 )
+from ._cli_dashboard import add_dashboard_command
 from ._cli_jobs import add_job_commands
 from ._cli_worker import add_worker_command
 from .demo import run_demo
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_worker_command(subcommands)
     add_job_commands(subcommands)
+    add_dashboard_command(subcommands)
     _add_migrate(subcommands)
     _add_demo(subcommands)
     return parser
