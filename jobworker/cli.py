@@ -4,8 +4,8 @@
 ``show``, ``stats``, ``cancel``, ``retry`` and ``prune`` read and change
 jobs; ``dashboard`` serves the web dashboard; ``migrate`` creates a durable
 queue's tables; ``demo`` shows the library at work. Each subcommand is a
-subparser with a handler; :func:`main` parses, dispatches and turns errors into one line on standard error and an
-exit status (:class:`ExitCode`), never a traceback.
+subparser with a handler; :func:`main` parses, dispatches and turns errors
+into one line on standard error and an exit status (:class:`ExitCode`), never a traceback.
 """
 
 from __future__ import annotations
