@@ -41,9 +41,9 @@ def _dashboard(args: argparse.Namespace) -> int:
             refresh_interval=args.refresh,
         )
         server = make_dashboard_server(app, args.host, args.port)
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         try:
-            host, port = server.server_address[:2]
-            shown = f"[{host}]" if ":" in str(host) else host
+            shown = f"[{host}]" if ":" in host else host
             mode = "actions enabled" if args.actions else "read-only"
             sys.stdout.write(
                 f"jobworker dashboard: {url} on http://{shown}:{port}/ ({mode}); Ctrl-C stops\n"

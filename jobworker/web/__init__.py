@@ -5,7 +5,7 @@ loopback), in Django (:mod:`jobworker.contrib.django.dashboard`) and in
 Flask (:mod:`jobworker.contrib.flask.dashboard`). Standard library only.
 """
 
-from ._app import ACTIONS, Authorize, Dashboard, allow_all
+from ._app import ACTIONS, Authorize, Dashboard, allow_all, mounted_environ
 from ._server import DashboardServer, make_dashboard_server
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "DashboardServer",
     "allow_all",
     "make_dashboard_server",
+    "mounted_environ",
 ]

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import http.cookies
 import importlib.resources
+import io
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from ._pages import (
     overview_page,
 )
 
-__all__ = ["ACTIONS", "Authorize", "Dashboard", "allow_all"]
+__all__ = ["ACTIONS", "Authorize", "Dashboard", "allow_all", "mounted_environ"]
 
 log = logging.getLogger("jobworker.web")
 
@@ -420,6 +421,31 @@ class Dashboard:
             return False  # a cross-site form, whatever token it carries
         sent = form.get("csrf_token") or environ.get("HTTP_X_CSRF_TOKEN", "")
         return cookie is not None and bool(sent) and hmac.compare_digest(sent, self._token(cookie))
+
+
+def mounted_environ(
+    environ: Mapping[str, Any], body: bytes, path: str, rest: str, **extra: Any
+) -> dict[str, Any]:
+    """Return the WSGI environ of a request that a framework routed to the dashboard.
+
+    *path* is the request's whole path and *rest* the part the framework's
+    route left for the dashboard: what precedes *rest* becomes
+    ``SCRIPT_NAME``. The framework has read the body already: it is given
+    again as *body*. *extra* keys (``jobworker.user``, the framework's
+    request) are added for the authorization hook and the log.
+    """
+    prefix = path[: len(path) - len(rest)] if rest and path.endswith(rest) else path
+    mounted = dict(environ)
+    mounted.update(
+        {
+            "SCRIPT_NAME": prefix.rstrip("/"),
+            "PATH_INFO": "/" + rest,
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+        }
+    )
+    mounted.update(extra)
+    return mounted
 
 
 _PAST: Final = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}
