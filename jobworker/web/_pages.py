@@ -87,9 +87,7 @@ def layout(ctx: Context, heading: str, live_src: str, body: Html, above: Html = 
 <main>
 <h1>$heading</h1>
 $above
-<div id="live" data-src="$live_src">
-$body
-</div>
+<div id="live" data-src="$live_src">$body</div>
 </main>
 </body>
 </html>
@@ -205,7 +203,7 @@ def overview_page(ctx: Context, overview: Overview) -> Html:
         )
         for status in STATUSES
     )
-    head = join(render("<th>$s</th>", s=status) for status in STATUSES)
+    head = join(render('<th class="num">$s</th>', s=status) for status in STATUSES)
     rows = join(
         render(
             '<tr><th><a href="$href">$type</a></th>$cells</tr>',

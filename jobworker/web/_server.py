@@ -25,6 +25,10 @@ class DashboardServer(socketserver.ThreadingMixIn, WSGIServer):
 class _Handler(WSGIRequestHandler):
     """Log requests on the ``jobworker.web`` logger, not on standard error."""
 
+    #: Seconds a connection may stay silent: a browser's idle (preconnected)
+    #: socket holds a thread no longer, so closing the server waits no longer.
+    timeout = 5.0
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 

@@ -8,7 +8,9 @@
     return;
   }
   var interval = Number(document.body.getAttribute("data-refresh")) || 2000;
-  var last = null;
+  var updates = 0;
+  // Parsed, never attached: its scripts do not run and its images do not load.
+  var parsed = document.createElement("template");
 
   function openDetails() {
     var open = {};
@@ -21,12 +23,14 @@
   }
 
   function swap(html) {
-    if (html === last) {
+    // Compared as the browser serializes both: an unchanged region is left
+    // alone, so a button is never replaced under the pointer for nothing.
+    parsed.innerHTML = html;
+    if (parsed.innerHTML === region.innerHTML) {
       return;
     }
     var open = openDetails();
     region.innerHTML = html;
-    last = html;
     region.querySelectorAll("details[data-key]").forEach(function (item) {
       item.open = Boolean(open[item.getAttribute("data-key")]);
     });
@@ -43,6 +47,9 @@
       .then(function (html) {
         swap(html);
         document.body.classList.remove("stale");
+        // How many live updates this page has had: for tests and the curious.
+        updates += 1;
+        region.setAttribute("data-updates", String(updates));
       })
       .catch(function () {
         // The server is away or refused: say so, keep the last view, try again.
