@@ -158,7 +158,7 @@ def postgres_queue(total: int, dsn: str) -> Iterator[jw.JobQueue]:
                 queue,
                 conn.execute,
                 total,
-                "generate_series(0, {count} - 1) AS g(n)",
+                "generate_series(0::bigint, {count} - 1) AS g(n)",
             )
             conn.execute(f'VACUUM ANALYZE "{schema}"."jobworker_jobs"')
         yield queue
@@ -219,6 +219,7 @@ def run(backend: str, queue: jw.JobQueue, repeat: int) -> None:
             (f"list: page at job {middle:,} (keyset)", f"/jobs?cursor={deep}"),
             ("list: status=failed (5%)", "/jobs?status=failed"),
             ("list: status=running (0.1%)", "/jobs?status=running"),
+            ("list: status=pending (12%)", "/jobs?status=pending"),
             ("list: type=report (20%)", "/jobs?type=report"),
             ("list: user=user42 (1%)", "/jobs?user=user42"),
             ("list: status=failed&type=sync (1%)", "/jobs?status=failed&type=sync"),

@@ -105,11 +105,18 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
         ),
         # Every attempt's worker, times and error (JSON; see jobworker.attempts).
         2: (f"ALTER TABLE {jobs} ADD COLUMN attempts text",),
+        # The dashboard's job list by status, newest first; see the SQLite schema.
+        3: (
+            f"""CREATE INDEX {names.index("jobs_status_created")}
+                ON {jobs} (status, created_us, seq) WHERE status <> 'pending'""",
+            f"""CREATE INDEX {names.index("jobs_pending_created")}
+                ON {jobs} (created_us, seq) WHERE status = 'pending'""",
+        ),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

@@ -14,31 +14,14 @@ passed over (see ``bench/dashboard.py`` for the figures).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from ..errors import safe_repr
-from .base import _TERMINAL, JobPage, _check_slots
+from .base import _TERMINAL, JobPage, _check_slots, keyset_cursor, parse_keyset_cursor
 
 if TYPE_CHECKING:
     from ._sql import SQLQueue
 
 __all__ = ["browse", "count_by_type", "count_ended", "delete"]
-
-_BIGINT: Final = 2**63
-
-
-def _parse_cursor(cursor: str) -> tuple[int, int]:
-    """Return the ``(created_us, arrival)`` of the last row of the page before."""
-    if isinstance(cursor, str) and cursor.startswith("k") and cursor.isascii():
-        created, sep, arrival = cursor[1:].partition(".")
-        try:
-            key = (int(created), int(arrival))
-        except ValueError:
-            pass
-        else:
-            if sep and all(-_BIGINT <= part < _BIGINT for part in key):
-                return key
-    raise ValueError(f"not a cursor of this queue: {safe_repr(cursor, 60)}")
 
 
 def browse(
@@ -54,7 +37,7 @@ def browse(
     """Return one keyset page; see :meth:`JobQueue.browse_jobs`."""
     from ._sql import findable  # noqa: PLC0415 (_sql imports this module)
 
-    after = None if cursor is None else _parse_cursor(cursor)
+    after = None if cursor is None else parse_keyset_cursor(cursor)
     if not all(findable(value) for value in (type, user_id, id_contains) if value is not None):
         return JobPage((), None)
     queue._recover_if_due()
@@ -64,6 +47,10 @@ def browse(
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
+    if status is not None and status != "pending":
+        # Word for word the condition of the status index (schema version 3),
+        # so that every planner sees it may use that index.
+        where.append("status <> 'pending'")
     if id_contains:
         where.append(queue.CONTAINS)
         args.append(id_contains)
@@ -79,7 +66,7 @@ def browse(
     jobs = [queue._decode_row(row) for row in rows]
     # A malformed row met here was set aside as failed: it no longer matches a status filter.
     jobs = [job for job in jobs if status is None or job.status == status]
-    next_cursor = f"k{rows[-1][5]}.{rows[-1][-1]}" if more else None
+    next_cursor = keyset_cursor(rows[-1][5], rows[-1][-1]) if more else None
     return JobPage(tuple(jobs), next_cursor)
 
 

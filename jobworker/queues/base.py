@@ -249,11 +249,14 @@ class JobQueue(abc.ABC):
         """Return one page of the jobs matching every filter given, newest ``created`` first.
 
         Unlike :meth:`list_jobs`, pages are chained by a *cursor* (the
-        previous page's :attr:`JobPage.next_cursor`), not an offset: a SQL
-        backend reads only the rows of the page from its ``created`` index,
-        however deep the page, and a job created meanwhile does not shift
-        the pages after it. *id_contains* keeps the jobs whose id contains
-        that text (case-sensitive).
+        previous page's :attr:`JobPage.next_cursor`), not an offset. On the
+        built-in backends it is a keyset cursor: a SQL backend reads only the
+        rows of the page from its ``created`` index, however deep the page,
+        and a job created meanwhile does not shift the pages after it. (This
+        default implementation, for other backends, pages by offset.)
+
+        *id_contains* keeps the jobs whose id contains that text
+        (case-sensitive); no index serves it, so a rare text reads every row.
 
         :raises ValueError: a bad *status*, a *limit* not from 1 to 1000, or
             a *cursor* this backend did not make.
@@ -428,6 +431,31 @@ def _parse_offset_cursor(cursor: str) -> int:
     if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_OFFSET:
         raise ValueError(f"not a cursor of this queue: {safe_repr(cursor, 60)}")
     return int(digits)
+
+
+_BIGINT: Final = 2**63
+
+
+def keyset_cursor(created_us: int, arrival: int) -> str:
+    """Return the cursor of a page that ends with the job created at *created_us*, *arrival*."""
+    return f"k{created_us}.{arrival}"
+
+
+def parse_keyset_cursor(cursor: str) -> tuple[int, int]:
+    """Return the ``(created_us, arrival)`` that :func:`keyset_cursor` put in *cursor*.
+
+    :raises ValueError: it is not such a cursor.
+    """
+    if isinstance(cursor, str) and cursor.startswith("k") and cursor.isascii():
+        created, sep, arrival = cursor[1:].partition(".")
+        try:
+            key = (int(created), int(arrival))
+        except ValueError:
+            pass
+        else:
+            if sep and all(-_BIGINT <= part < _BIGINT for part in key):
+                return key
+    raise ValueError(f"not a cursor of this queue: {safe_repr(cursor, 60)}")
 
 
 def _check_slots(since: _dt.datetime, interval: float, slots: int) -> tuple[int, int]:

@@ -60,7 +60,7 @@ from ..model import (
     start,
 )
 from ..serialization import encode_value
-from .base import JobPredicate, JobQueue
+from .base import JobPage, JobPredicate, JobQueue, keyset_cursor, parse_keyset_cursor
 
 __all__ = ["MemoryQueue"]
 
@@ -626,6 +626,40 @@ class MemoryQueue(JobQueue):
                 self._arrival.pop(job.metadata.id, None)
                 self._counts[job.status] -= 1
             return len(old)
+
+    def browse_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        user_id: str | None = None,
+        id_contains: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        self._check_browse_args(status, limit)
+        after = None if cursor is None else parse_keyset_cursor(cursor)
+        with self._lock:
+            self._enter()
+            arrival = self._arrival
+            rows = [
+                (to_us(job.metadata.created), arrival.get(job_id, 0), job)
+                for job_id, job in self._jobs.items()
+            ]
+        selected = [
+            row
+            for row in rows
+            if (status is None or row[2].status == status)
+            and (type is None or row[2].metadata.type == type)
+            and (user_id is None or row[2].metadata.user_id == user_id)
+            and (id_contains is None or id_contains in row[2].metadata.id)
+            and (after is None or (row[0], row[1]) < after)
+        ]
+        page = heapq.nlargest(limit + 1, selected, key=lambda row: (row[0], row[1]))
+        more = len(page) > limit
+        page = page[:limit]
+        next_cursor = keyset_cursor(page[-1][0], page[-1][1]) if more else None
+        return JobPage(tuple(self._decode(row[2]) for row in page), next_cursor)
 
     def delete_job(self, job_id: JobId | str) -> bool:
         with self._lock:
