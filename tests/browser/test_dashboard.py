@@ -291,6 +291,7 @@ def test_actions_need_a_valid_csrf_token(browser: Any, serve: Any, sqlite_queue:
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
     assert refused.value.code == 403
     job = queue.get_job("broken")
     assert job is not None and job.status == "failed"

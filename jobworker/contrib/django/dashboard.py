@@ -19,6 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -71,9 +72,12 @@ def dashboard_urls(
     @csrf_exempt
     def dashboard(request: HttpRequest, rest: str) -> HttpResponse:
         user = getattr(request, "user", None)
+        # The form as Django parsed it (urlencoded or multipart), given to
+        # the dashboard urlencoded.
+        body = urlencode(request.POST.dict()).encode() if request.method == "POST" else b""
         environ = mounted_environ(
             request.META,
-            request.body,
+            body,
             request.path,
             rest,
             **{
@@ -86,7 +90,10 @@ def dashboard_urls(
         status, headers, body = app.handle(environ)
         response = HttpResponse(body, status=int(status.split(" ", 1)[0]))
         for name, value in headers:
-            response.headers[name] = value
+            if name == "Set-Cookie":
+                response.cookies.load(value)  # Django writes its cookies itself
+            else:
+                response.headers[name] = value
         return response
 
     return [re_path(r"^(?P<rest>.*)\Z", dashboard, name="jobworker-dashboard")]
