@@ -56,7 +56,7 @@ from .model import (
     new_job,
     user_id,
 )
-from .queues import JobQueue, MemoryQueue, SQLiteQueue
+from .queues import JobPage, JobQueue, MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .runner import Runner
 from .tasks import (
@@ -118,6 +118,7 @@ __all__ = [
     "JobMetadata",
     "JobNotFoundError",
     "JobOutcome",
+    "JobPage",
     "JobQueue",
     "JobStatus",
     "JobType",

@@ -45,7 +45,7 @@ log = logging.getLogger("jobworker.web")
 
 #: ``authorize(environ, action)``: may the request's user do *action*?
 #: *action* is ``"view"`` for every page, or the name of an action.
-Authorize = Callable[[Mapping[str, Any], str], bool]
+Authorize = Callable[[dict[str, Any], str], bool]
 
 #: The job actions. (Pausing and resuming a job type, once the queue has
 #: them, are type actions: another entry point beside ``/action``, under the
@@ -75,10 +75,9 @@ _THROUGHPUT_INTERVAL: Final = 60.0
 
 Response = tuple[str, list[tuple[str, str]], bytes]
 StartResponse = Callable[..., Any]
-QueueSource = JobQueue | Callable[[], JobQueue]
 
 
-def allow_all(environ: Mapping[str, Any], action: str) -> bool:
+def allow_all(environ: dict[str, Any], action: str) -> bool:
     """Allow everything: for a dashboard only its operator can reach (the CLI's, on loopback)."""
     return True
 
@@ -114,7 +113,7 @@ class Dashboard:
 
     def __init__(
         self,
-        queue: QueueSource,
+        queue: JobQueue | Callable[[], JobQueue],
         *,
         authorize: Authorize | None = None,
         actions: bool = False,
@@ -164,7 +163,7 @@ class Dashboard:
         start_response(status, headers)
         return [body]
 
-    def handle(self, environ: Mapping[str, Any]) -> Response:
+    def handle(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         """Answer one request: return its status line, headers and body."""
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
@@ -221,9 +220,7 @@ class Dashboard:
 
     # -- pages -------------------------------------------------------------------------------------
 
-    def _get(
-        self, environ: Mapping[str, Any], ctx: Context, path: str, fresh: str | None
-    ) -> Response:
+    def _get(self, environ: dict[str, Any], ctx: Context, path: str, fresh: str | None) -> Response:
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         live = path.startswith("/live/")
         route = path.removeprefix("/live") if live else path
@@ -318,7 +315,7 @@ class Dashboard:
     # -- actions -----------------------------------------------------------------------------------
 
     def _action(
-        self, environ: Mapping[str, Any], ctx: Context, cookie: str | None, fresh: str | None
+        self, environ: dict[str, Any], ctx: Context, cookie: str | None, fresh: str | None
     ) -> Response:
         form = _read_form(environ)
         action, job_id = form.get("action", ""), form.get("id", "")
@@ -396,7 +393,7 @@ class Dashboard:
     # -- CSRF --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _cookie(environ: Mapping[str, Any]) -> str | None:
+    def _cookie(environ: dict[str, Any]) -> str | None:
         """Return the browser's CSRF cookie, if it sent a well-formed one."""
         jar = http.cookies.SimpleCookie()
         try:
@@ -414,7 +411,7 @@ class Dashboard:
         return hmac.new(self._secret, cookie.encode(), hashlib.sha256).hexdigest()
 
     def _csrf_ok(
-        self, environ: Mapping[str, Any], cookie: str | None, form: Mapping[str, str]
+        self, environ: dict[str, Any], cookie: str | None, form: Mapping[str, str]
     ) -> bool:
         origin = environ.get("HTTP_ORIGIN")
         if origin and urlsplit(origin).netloc != environ.get("HTTP_HOST", ""):
@@ -424,7 +421,7 @@ class Dashboard:
 
 
 def mounted_environ(
-    environ: Mapping[str, Any], body: bytes, path: str, rest: str, **extra: Any
+    environ: dict[str, Any], body: bytes, path: str, rest: str, **extra: Any
 ) -> dict[str, Any]:
     """Return the WSGI environ of a request that a framework routed to the dashboard.
 
@@ -451,7 +448,7 @@ def mounted_environ(
 _PAST: Final = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}
 
 
-def _read_form(environ: Mapping[str, Any]) -> dict[str, str]:
+def _read_form(environ: dict[str, Any]) -> dict[str, str]:
     """Return the url-encoded form of a POST body (at most 64 KiB read)."""
     try:
         length = min(int(environ.get("CONTENT_LENGTH") or 0), _MAX_BODY)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +32,7 @@ from .queues import get_queue
 __all__ = ["dashboard_urls", "staff_only"]
 
 
-def staff_only(environ: Mapping[str, Any], action: str) -> bool:
+def staff_only(environ: dict[str, Any], action: str) -> bool:
     """Allow active staff users (``request.user.is_staff``) everything; the default."""
     request = environ.get("django.request")
     user = getattr(request, "user", None)
@@ -50,7 +49,7 @@ def dashboard_urls(
     """Return the URL patterns of a dashboard, for ``include()`` under any prefix.
 
     :param queue: the queue shown; the project's queue
-        (:func:`~jobworker.contrib.django.get_queue`) by default, opened at
+        (``jobworker.contrib.django.get_queue()``) by default, opened at
         the first request.
     :param authorize: asked before every page and action (the request is
         ``environ["django.request"]``); :func:`staff_only` by default.
