@@ -572,7 +572,11 @@ class SQLQueue(JobQueue):
         with contextlib.suppress(StaleJobError, LeaseLostError, JobNotFoundError):
             self.update_job(release(job), "running", claim=job.claim)
 
+    def _before_wait(self) -> None:
+        """Prepare to be woken by other processes; called before every wait (no lock held)."""
+
     def _wait(self, generation: int, timeout: float | None) -> None:
+        self._before_wait()
         with self._cond:
             # A job made ready since we looked bumped the generation: then
             # look again at once instead of sleeping.

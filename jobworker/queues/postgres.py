@@ -257,15 +257,16 @@ class PostgresQueue(SQLQueue):
         self._reachability = _Reachability()
         # One connection first, to fail at once with the real reason (a
         # missing database, a refused port, a malformed DSN), not the pool's
-        # "initialization incomplete" after its own timeout.
-        try:
-            psycopg.connect(conninfo, autocommit=True, **self._bounds.connect_kwargs).close()
-        except psycopg.Error as exc:
-            message = mask_secrets(str(exc)).strip()
-            raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
+        # "initialization incomplete" after its own timeout. It also checks
+        # (or migrates) the tables, and closes: the pool and the LISTEN
+        # connection open only when this process first uses them (see
+        # _connection and _before_wait), so a process that only enqueues
+        # through its own connection holds none of the queue's.
         self._pool = ConnectionPool(
             conninfo,
-            min_size=1,
+            # Connections are made as threads need them, one at a time: a
+            # process that reads now and then holds one, not a full pool.
+            min_size=0,
             max_size=pool_size,
             kwargs={"autocommit": True, **self._bounds.connect_kwargs},
             configure=self._bounds.configure,
@@ -281,11 +282,11 @@ class PostgresQueue(SQLQueue):
             name=f"jobworker-{names.channel}",
             open=False,
         )
-        try:
-            self._pool.open(wait=True, timeout=self._bounds.connect_timeout + self._bounds.timeout)
-        except Exception as exc:  # broad: psycopg_pool raises its own PoolTimeout
-            message = mask_secrets(str(exc)).strip()
-            raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
+        # Guards _pool_opened and _listener: each is started once, by the
+        # first thread that needs it.
+        self._start_lock = threading.Lock()
+        self._pool_opened = False
+        self._listener: threading.Thread | None = None
         if self._database_clock:
             self.clock = DatabaseClock(
                 conninfo,
@@ -293,22 +294,16 @@ class PostgresQueue(SQLQueue):
                 reachability=self._reachability,
             )
         try:
-            if migrate:
-                self.migrate()
-            self._check_schema()
-        except BaseException:
-            self._pool.close()
-            raise
-        self._listener: threading.Thread | None = None
-        if notify:
-            self._listener = threading.Thread(
-                target=self._listen,
-                name=f"jobworker-listen-{names.channel}",
-                # Daemon on purpose: it holds no job and writes nothing, so the
-                # interpreter may end it at exit if close() was never called.
-                daemon=True,
-            )
-            self._listener.start()
+            with psycopg.connect(conninfo, autocommit=True, **self._bounds.connect_kwargs) as conn:
+                self._bounds.configure(conn)
+                if migrate:
+                    with conn.transaction():
+                        self._migrate_in(conn)
+                found = schema_version(conn, self.names)
+        except psycopg.Error as exc:
+            message = mask_secrets(str(exc)).strip()
+            raise BackendError(f"cannot connect to PostgreSQL: {message}") from None
+        self._check_version(found)
 
     def __repr__(self) -> str:
         return f"<PostgresQueue {self.names.jobs}>"
@@ -317,16 +312,14 @@ class PostgresQueue(SQLQueue):
 
     def migrate(self) -> int:
         """Create or upgrade this queue's tables; return the version found before."""
+        return self._write(self._migrate_in)
 
-        def run(tx: Tx) -> int:
-            # DDL on a large table may outlast the bound of everyday statements.
-            tx.execute("SET LOCAL statement_timeout = 0")
-            return migrate(tx, self.names)
+    def _migrate_in(self, tx: Tx) -> int:
+        # DDL on a large table may outlast the bound of everyday statements.
+        tx.execute("SET LOCAL statement_timeout = 0")
+        return migrate(tx, self.names)
 
-        return self._write(run)
-
-    def _check_schema(self) -> None:
-        found = self._reading(lambda tx: schema_version(tx, self.names))
+    def _check_version(self, found: int | None) -> None:
         if found != SCHEMA_VERSION:
             state = "missing" if found is None else f"at version {found}"
             raise BackendError(
@@ -386,8 +379,33 @@ class PostgresQueue(SQLQueue):
         raise AssertionError("unreachable")
 
     def _connection(self, deadline: float) -> contextlib.AbstractContextManager[Any]:
-        """A pool connection, waited for until *deadline* (a tenth of a second at least)."""
+        """A pool connection, waited for until *deadline* (a tenth of a second at least).
+
+        The pool opens at the first call; it connects as threads ask.
+        """
+        if not self._pool_opened:
+            with self._start_lock:
+                if not self._pool_opened:
+                    self._check_open()
+                    self._pool.open(wait=False)
+                    self._pool_opened = True
         return self._pool.connection(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _before_wait(self) -> None:
+        """Start listening for new jobs, the first time a thread of this process waits."""
+        if self._listener is not None or not self.notify:
+            return
+        with self._start_lock:
+            if self._listener is not None or self._is_closed():
+                return
+            self._listener = threading.Thread(
+                target=self._listen,
+                name=f"jobworker-listen-{self.names.channel}",
+                # Daemon on purpose: it holds no job and writes nothing, so the
+                # interpreter may end it at exit if close() was never called.
+                daemon=True,
+            )
+            self._listener.start()
 
     def _may_retry(self, attempt: int, attempts: int, conn: Any, deadline: float) -> bool:
         """Whether a call whose connection failed may run again on another.
@@ -544,13 +562,17 @@ class PostgresQueue(SQLQueue):
                 return
             self._closed = True
             self._cond.notify_all()
-        if self._listener is not None:
+        with self._start_lock:
+            listener, opened = self._listener, self._pool_opened
+        if listener is not None:
             # Wake our listener out of its wait so it sees the queue closed
             # (other listeners on the channel just look for work again).
+            # (A listener runs only after a wait, which opened the pool.)
             with contextlib.suppress(psycopg.Error), self._pool.connection() as conn:
                 conn.execute("SELECT pg_notify(%s, '')", (self.names.channel,))
-            self._listener.join(timeout=5.0)
-        self._pool.close()
+            listener.join(timeout=5.0)
+        if opened:
+            self._pool.close()
 
 
 def _broken(conn: Any) -> bool:

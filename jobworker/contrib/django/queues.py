@@ -36,15 +36,34 @@ __all__ = [
 _lock = threading.Lock()
 # (alias, where the database is) -> the open queue; guarded by _lock.
 _queues: dict[tuple[str, str], JobQueue] = {}
+# alias -> (its settings dict, their repr, _location's answer). Not locked:
+# two threads may both compute an entry, and either answer is right.
+_locations: dict[str, tuple[Any, str, tuple[str, str]]] = {}
 
 _SQLITE: Final = "sqlite"
 _POSTGRES: Final = "postgresql"
 
 
 def _location(alias: str) -> tuple[str, str]:
-    """Return the backend and the place of database *alias*, as configured now."""
-    # Typed loosely: the methods used below belong to one backend each.
+    """Return the backend and the place of database *alias*, as configured now.
+
+    Worked out again only when the alias's settings change (a test database
+    renames it in place; ``override_settings`` replaces it), not at every
+    enqueue: libpq's parameters take far longer to build than to compare.
+    """
     connection: Any = connections[alias]
+    settings_dict = connection.settings_dict
+    seen = _locations.get(alias)
+    # repr() covers nested OPTIONS and TEST; the identity, a replaced dict.
+    if seen is not None and seen[0] is settings_dict and seen[1] == repr(settings_dict):
+        return seen[2]
+    found = _find_location(alias, connection)
+    _locations[alias] = (settings_dict, repr(settings_dict), found)
+    return found
+
+
+def _find_location(alias: str, connection: Any) -> tuple[str, str]:
+    # Typed loosely: the methods used below belong to one backend each.
     vendor = connection.vendor
     if vendor == _SQLITE:
         if connection.is_in_memory_db():
