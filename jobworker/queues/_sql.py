@@ -28,8 +28,13 @@ it waited for; a transaction reads the clock after the rows it locks. So a
 slow round trip, a lock held by another connection or a slow recovery step
 never grants a lease that is already partly spent.
 
-Threads: ``_cond`` guards ``_generation`` and ``_closed``; ``_lease_lock``
+Threads: ``_lock`` (under ``_cond`` and every idle poll's Condition) guards
+``_generation``, ``_changes``, ``_closed`` and ``_idle``; ``_lease_lock``
 guards the recovery bookkeeping. No database call is made with either held.
+
+Wake-ups: a job that becomes ready wakes one idle poll that takes its type
+(see ``_wakeups``); a job that changes otherwise wakes only
+:meth:`~SQLQueue.wait_for_job`'s waiters, never the polls.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ from ._rows import (
     sanitize_row,
     to_us,
 )
+from ._wakeups import IdleWaiters, Waiter
 from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
@@ -134,9 +140,15 @@ class SQLQueue(JobQueue):
         self._placeholder = placeholder
         self._queries: dict[str, str] = {}
         self._claim_sqls: dict[int | None, str] = {}
-        self._cond = threading.Condition()
-        self._generation = 0  # guarded by _cond: bumped when a job may have become ready
-        self._closed = False  # guarded by _cond
+        self._lock = threading.Lock()
+        # wait_for_job's waiters sleep on _cond; idle polls on their own Conditions.
+        self._cond = threading.Condition(self._lock)
+        # Bumped when a job may have become ready and no idle poll was woken
+        # for it: a poll in flight (between its claim and its sleep) looks again.
+        self._generation = 0
+        self._changes = 0  # bumped when any job changes, for wait_for_job
+        self._closed = False
+        self._idle = IdleWaiters()
         # Recovery bookkeeping (see _recover_if_due), guarded by _lease_lock.
         # Reads without the lock are fine: a stale value only makes a look
         # at the database happen sooner.
@@ -231,8 +243,34 @@ class SQLQueue(JobQueue):
         return round(self.lease_duration * 1_000_000)
 
     def _notify(self) -> None:
-        with self._cond:
+        """Wake every waiter: polls and wait_for_job alike."""
+        with self._lock:
             self._generation += 1
+            self._changes += 1
+            self._cond.notify_all()
+            self._idle.wake_all()
+
+    def _job_ready(self, job_type: str) -> None:
+        """Wake one idle poll that takes *job_type* (a job of it became ready)."""
+        with self._lock:
+            self._changes += 1
+            self._cond.notify_all()
+            if not self._idle.wake_one(job_type):
+                self._generation += 1
+
+    def _mark_closed(self) -> bool:
+        """Refuse further calls and wake every waiter; return whether it was open."""
+        with self._lock:
+            was_open = not self._closed
+            self._closed = True
+            self._cond.notify_all()
+            self._idle.wake_all()
+        return was_open
+
+    def _job_changed(self) -> None:
+        """Wake wait_for_job's waiters (a job changed, and none became ready)."""
+        with self._lock:
+            self._changes += 1
             self._cond.notify_all()
 
     def _select(self, where: str, suffix: str = "") -> str:
@@ -382,8 +420,12 @@ class SQLQueue(JobQueue):
     def create_job(self, job: PendingJob[P]) -> PendingJob[P]:
         stored, created = self._encode_new(job)
         self._autocommit(lambda tx: self._insert(tx, stored))
-        self._notify()
+        self._wake_local(created.metadata.type)
         return created
+
+    def _wake_local(self, job_type: str) -> None:
+        """Wake a poll of this process for a job of *job_type* created here."""
+        self._job_ready(job_type)
 
     def _get_in(self, tx: Tx, job_id: JobId | str) -> AnyJob | None:
         """Return the job *job_id* as the transaction *tx* sees it; for ``get_job(connection=)``.
@@ -414,8 +456,10 @@ class SQLQueue(JobQueue):
             new = self._write(
                 partial(self._update_row, submitted=submitted, expected=expected, claim=claim)
             )
-        if new.status != "running":
-            self._notify()
+        if new.status == "pending":
+            self._wake_local(new.metadata.type)
+        elif new.status != "running":
+            self._job_changed()
         return self._decode(new)
 
     def _update_row(self, tx: Tx, submitted: AnyJob, expected: str, claim: Any) -> AnyJob:
@@ -519,38 +563,59 @@ class SQLQueue(JobQueue):
         wanted = None if types is None else sorted({t for t in types if findable(t)})
         deadline = None if timeout is None else time.monotonic() + timeout
         rejected: set[str] = set()
-        while True:
-            self._check_open()
-            with self._cond:
-                generation = self._generation
-            if stop_event is not None and stop_event.is_set():
-                return None
-            if predicate is None or not rejected:
-                # The head, claimed with SKIP LOCKED: concurrent claimers never
-                # queue up behind the same row.
-                claimed = self._claim_best(wanted, worker)
-            else:
-                # The predicate turned a job down in this poll: walk the ready
-                # jobs and ask it before claiming.
-                claimed = self._claim_accepted(wanted, predicate, worker, rejected)
-            if claimed is not None:
-                try:
-                    job = self._decode(claimed)
-                except (InvalidJobError, ValueError):
-                    # Values that do not decode: set the job aside, look for another.
-                    self._write(partial(self._reload, job_id=claimed.metadata.id))
+        waiter: Waiter | None = None
+        # The job type a wake-up chose this poll for, until the poll answers
+        # it: by claiming a job of that type, or by finding none (another
+        # poll took it). Any other way out passes it on to another poll.
+        woken: str | None = None
+        try:
+            while True:
+                self._check_open()
+                with self._lock:
+                    generation = self._generation
+                if stop_event is not None and stop_event.is_set():
+                    return None
+                if predicate is None or not rejected:
+                    # The head, claimed with SKIP LOCKED: concurrent claimers never
+                    # queue up behind the same row.
+                    claimed = self._claim_best(wanted, worker)
+                else:
+                    # The predicate turned a job down in this poll: walk the ready
+                    # jobs and ask it before claiming.
+                    claimed = self._claim_accepted(wanted, predicate, worker, rejected)
+                if claimed is not None:
+                    try:
+                        job = self._decode(claimed)
+                    except (InvalidJobError, ValueError):
+                        # Values that do not decode: set the job aside, look for another.
+                        self._write(partial(self._reload, job_id=claimed.metadata.id))
+                        continue
+                    if predicate is None or rejected or self._accepts(predicate, job):
+                        if job.metadata.type == woken:
+                            woken = None
+                        return job
+                    rejected.add(job.metadata.id)
                     continue
-                if predicate is None or rejected or self._accepts(predicate, job):
-                    return job
-                rejected.add(job.metadata.id)
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return None
-            wake_in = self._next_wake()
-            if wake_in is not None and (remaining is None or wake_in < remaining):
-                remaining = wake_in
-            self._wait(generation, remaining)
+                woken = None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                wake_in = self._next_wake()
+                if wake_in is not None and (remaining is None or wake_in < remaining):
+                    remaining = wake_in
+                self._before_wait()
+                with self._lock:
+                    # A job made ready since we looked, and no idle poll woken
+                    # for it, bumped the generation: look again at once.
+                    if self._generation != generation or self._closed:
+                        continue
+                    if waiter is None:
+                        waiter = Waiter(self._lock, None if wanted is None else frozenset(wanted))
+                    self._idle.sleep(waiter, remaining)
+                    woken, waiter.woken = waiter.woken, None
+        finally:
+            if woken is not None:
+                self._job_ready(woken)
 
     def _accepts(self, predicate: JobPredicate, job: RunningJob[Any, Any]) -> bool:
         """Ask *predicate* about a job claimed for it; hand the job back if it says no.
@@ -573,14 +638,13 @@ class SQLQueue(JobQueue):
             self.update_job(release(job), "running", claim=job.claim)
 
     def _before_wait(self) -> None:
-        """Prepare to be woken by other processes; called before every wait (no lock held)."""
+        """Prepare to be woken by other processes; called before a poll sleeps (no lock held)."""
 
-    def _wait(self, generation: int, timeout: float | None) -> None:
-        self._before_wait()
-        with self._cond:
-            # A job made ready since we looked bumped the generation: then
+    def _wait(self, changes: int, timeout: float | None) -> None:
+        with self._lock:
+            # A job that changed since we looked bumped the count: then
             # look again at once instead of sleeping.
-            if self._generation == generation and not self._closed:
+            if self._changes == changes and not self._closed:
                 self._cond.wait(timeout)
 
     def _ready_rows(
@@ -776,7 +840,7 @@ class SQLQueue(JobQueue):
 
         done = self._write(cancel_row)
         if done:
-            self._notify()
+            self._job_changed()
         return done
 
     def cleanup_old_jobs(self, retention_hours: float = 24) -> int:
@@ -818,8 +882,8 @@ class SQLQueue(JobQueue):
         step = 0.001
         while True:
             self._check_open()
-            with self._cond:
-                generation = self._generation
+            with self._lock:
+                changes = self._changes
             job = self.get_job(job_id)
             if job is None:
                 raise JobNotFoundError(job_id)
@@ -831,10 +895,13 @@ class SQLQueue(JobQueue):
             # Changes made by other processes may send no signal: look again
             # after a step that grows to _MAX_WAIT_STEP; changes made here wake us.
             step = min(step * 2, _MAX_WAIT_STEP)
-            self._wait(generation, step if remaining is None else min(step, remaining))
+            self._wait(changes, step if remaining is None else min(step, remaining))
 
-    def wake(self) -> None:
-        self._notify()
+    def wake(self, job_type: str | None = None) -> None:
+        if job_type is None:
+            self._notify()
+        else:
+            self._wake_local(job_type)
 
     def browse_jobs(
         self,

@@ -221,8 +221,13 @@ class JobQueue(abc.ABC):
         """
 
     @abc.abstractmethod
-    def wake(self) -> None:
-        """Make every blocked :meth:`poll_next_pending_job` re-check its stop event."""
+    def wake(self, job_type: str | None = None) -> None:
+        """Make every blocked :meth:`poll_next_pending_job` re-check its stop event.
+
+        With *job_type*, wake instead one blocked poll of this process that
+        takes that type, to claim a job of it that another connection just
+        committed (as :func:`jobworker.contrib.django.enqueue_job` does).
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -711,9 +711,9 @@ class MemoryQueue(JobQueue):
                     self._ended_waiting -= 1
         return self._decode(job)
 
-    def wake(self) -> None:
+    def wake(self, job_type: str | None = None) -> None:
         with self._lock:
-            self._notify(None)
+            self._notify(job_type)
 
     def close(self) -> None:
         with self._lock:

@@ -391,6 +391,12 @@ class PostgresQueue(SQLQueue):
                     self._pool_opened = True
         return self._pool.connection(timeout=max(0.1, deadline - time.monotonic()))
 
+    def _wake_local(self, job_type: str) -> None:
+        # With a listener, the job's notification wakes one poll of this
+        # process as of every other: waking one here too would wake two.
+        if self._listener is None:
+            self._job_ready(job_type)
+
     def _before_wait(self) -> None:
         """Start listening for new jobs, the first time a thread of this process waits."""
         if self._listener is not None or not self.notify:
@@ -499,7 +505,7 @@ class PostgresQueue(SQLQueue):
             stored, created = self._encode_new(job)
             tries: list[int] = []
             self._autocommit(lambda tx: self._insert_once(tx, stored, tries))
-            self._notify()
+            self._wake_local(created.metadata.type)
             return created
         stored, created = self._encode_new(job)
         if (
@@ -545,8 +551,12 @@ class PostgresQueue(SQLQueue):
                     # Jobs may have arrived while we were not listening.
                     self._notify()
                     while not self._is_closed():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._notify()
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            if note.payload:
+                                # One idle poll of this process per new job.
+                                self._job_ready(note.payload)
+                            else:
+                                self._notify()
             except psycopg.Error as exc:
                 if self._is_closed():
                     return
@@ -557,11 +567,8 @@ class PostgresQueue(SQLQueue):
                 backoff = min(backoff * 2, self._bounds.timeout)
 
     def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.notify_all()
+        if not self._mark_closed():
+            return
         with self._start_lock:
             listener, opened = self._listener, self._pool_opened
         if listener is not None:

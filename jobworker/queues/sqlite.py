@@ -286,9 +286,7 @@ class SQLiteQueue(SQLQueue):
         Other threads' connections close at their next call or when those
         threads end, never under a thread that may be using one.
         """
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._mark_closed()
         holder: _Holder | None = getattr(self._local, "holder", None)
         if holder is not None:
             holder.conn.close()

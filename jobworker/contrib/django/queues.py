@@ -149,9 +149,10 @@ def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P
         return get_queue(alias).create_job(job)
     queue, raw = caller
     created = queue.create_job(job, connection=raw)
-    # PostgreSQL notifies other processes at commit; this wakes this one's
-    # idle workers at once, SQLite's included.
-    transaction.on_commit(queue.wake, using=alias)
+    # PostgreSQL notifies other processes at commit; this wakes one idle
+    # worker of this process that takes the type, on SQLite too.
+    job_type = created.metadata.type
+    transaction.on_commit(lambda: queue.wake(job_type), using=alias)
     return created
 
 
