@@ -35,10 +35,17 @@ class Waiter:
 
 
 class IdleWaiters:
-    """The polls sleeping on one queue, most recently idle last."""
+    """The polls sleeping on one queue, most recently idle last.
+
+    A poll leaves the list when it is woken (so it is never woken twice, and
+    the list holds only polls still asleep) or when its sleep times out.
+    """
 
     def __init__(self) -> None:
         self._waiters: list[Waiter] = []
+
+    def __len__(self) -> int:
+        return len(self._waiters)
 
     def sleep(self, waiter: Waiter, timeout: float | None) -> None:
         """Sleep as *waiter* until woken or *timeout* seconds pass (the lock held)."""
@@ -46,12 +53,15 @@ class IdleWaiters:
         try:
             waiter.cond.wait(timeout)
         finally:
-            self._waiters.remove(waiter)
+            if waiter in self._waiters:  # not woken: timed out, or interrupted
+                self._waiters.remove(waiter)
 
     def wake_one(self, job_type: str) -> bool:
         """Wake the idle poll that went idle last and takes *job_type*; return whether any."""
-        for waiter in reversed(self._waiters):
-            if waiter.woken is None and (waiter.types is None or job_type in waiter.types):
+        for i in range(len(self._waiters) - 1, -1, -1):
+            waiter = self._waiters[i]
+            if waiter.types is None or job_type in waiter.types:
+                del self._waiters[i]
                 waiter.woken = job_type
                 waiter.cond.notify()
                 return True
@@ -61,3 +71,4 @@ class IdleWaiters:
         """Wake every idle poll (a stop, a close, a reconnect that may have missed jobs)."""
         for waiter in self._waiters:
             waiter.cond.notify()
+        self._waiters.clear()

@@ -226,7 +226,7 @@ class JobQueue(abc.ABC):
 
         With *job_type*, wake instead one blocked poll of this process that
         takes that type, to claim a job of it that another connection just
-        committed (as :func:`jobworker.contrib.django.enqueue_job` does).
+        committed (as Django's ``enqueue_job`` does).
         """
 
     @abc.abstractmethod

@@ -444,15 +444,16 @@ class PostgresQueue(SQLQueue):
             return f"GREATEST(CAST(? AS bigint), {_CLOCK_US})"
         return "CAST(? AS bigint)"
 
-    def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
+    def _insert(self, tx: Tx, stored: PendingJob[str], *, announce: bool = True) -> None:
         # One statement: ON CONFLICT leaves a duplicate id out without an
         # error, so a caller's transaction goes on; pg_notify runs only for
         # an inserted row, and is delivered at commit.
         marks = ", ".join(["%s"] * (N_COLUMNS + 1))
-        returning = "pg_notify(%s, type)" if self.notify else "1"
+        notify = self.notify and announce
+        returning = "pg_notify(%s, type)" if notify else "1"
         sql = f"""INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})
             ON CONFLICT (id) DO NOTHING RETURNING {returning}"""
-        args = (*values_of(stored), None, *((self.names.channel,) if self.notify else ()))
+        args = (*values_of(stored), None, *((self.names.channel,) if notify else ()))
         if not tx.execute(sql, args).fetchall():
             raise DuplicateJobError(stored.metadata.id)
 
@@ -493,13 +494,22 @@ class PostgresQueue(SQLQueue):
 
     # -- transactional enqueue ----------------------------------------------------------------
 
-    def create_job(self, job: PendingJob[P], *, connection: Any = None) -> PendingJob[P]:
+    def create_job(
+        self, job: PendingJob[P], *, connection: Any = None, announce: bool = True
+    ) -> PendingJob[P]:
         """Store a new pending job; with *connection*, inside the caller's transaction.
 
         With ``connection`` (a psycopg connection in a transaction, or one
         not in autocommit mode, whose implicit transaction this begins), the
         job exists if and only if that transaction commits, and idle workers
         are woken at its commit. Otherwise as :meth:`JobQueue.create_job`.
+
+        With ``announce=False`` (and a *connection*), the caller's transaction
+        sends no notification: PostgreSQL lets only one transaction that
+        notified commit at a time, server-wide, so a busy web application
+        should not hold that lock through its own commits. The caller then
+        calls :meth:`announce` after its commit, or idle workers find the job
+        only at their ``poll_interval``.
         """
         if connection is None:
             stored, created = self._encode_new(job)
@@ -514,10 +524,26 @@ class PostgresQueue(SQLQueue):
         ):
             raise BackendError("create_job(connection=...) needs a connection inside a transaction")
         try:
-            self._insert(connection, stored)
+            self._insert(connection, stored, announce=announce)
         except psycopg.Error as exc:
             raise self._error("insert failed", exc) from exc
         return created
+
+    def announce(self, job_type: str, *, connection: Any) -> None:
+        """Tell idle workers of every process that a job of *job_type* was committed.
+
+        Sent through *connection* (a psycopg connection, outside any
+        transaction: the notification commits at once, in a transaction
+        that writes nothing and so holds PostgreSQL's notification lock for
+        no disk flush). Pair it with ``create_job(..., announce=False)``.
+        Wakes one idle poll that takes the type in each process listening.
+        """
+        if not self.notify:
+            return
+        try:
+            connection.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
+        except psycopg.Error as exc:
+            raise self._error("notify failed", exc) from exc
 
     def get_job(self, job_id: JobId | str, *, connection: Any = None) -> AnyJob | None:
         """Return the job with *job_id*; with *connection*, as its transaction sees it.

@@ -9,6 +9,9 @@ what starting and stopping cost.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -79,7 +82,7 @@ class Tick(jw.JobWorker):
 
 def idle_polls(queue: jw.PostgresQueue) -> int:
     with queue._lock:
-        return len(queue._idle._waiters)
+        return len(queue._idle)
 
 
 def run(conninfo: str, jobs: int) -> tuple[int, float]:
@@ -123,3 +126,119 @@ def test_a_job_costs_a_few_transactions_with_eight_idle_threads(database: str) -
     # done, and a share of the periodic reads (expired leases, the clock).
     # Waking every idle thread for every job cost about 34 here.
     assert per_job <= 7
+
+
+# -- an idle worker in another process, woken by a notification sent after the commit --------
+
+_WORKER_PROCESS = """
+import sys, threading
+import jobworker as jw
+
+class Echo(jw.JobWorker):
+    def get_worker_name(self): return "echo"
+    def can_process_job(self, job): return True
+    def execute_job(self, job): return job.params
+
+queue = jw.PostgresQueue(sys.argv[1], schema=sys.argv[2])
+# A poll interval far above the bounds asserted: only a notification can be in time.
+workers = [Echo(queue, poll_interval=60.0) for _ in range(4)]
+for worker in workers:
+    worker.start_in_thread()
+look = threading.Event()
+
+def idle():
+    with queue._lock:
+        return len(queue._idle) == len(workers) and queue._generation > 0
+
+# Each line asks: answer once every worker sleeps, and has since the
+# listener's first LISTEN woke them all (the one bump of the generation).
+for line in sys.stdin:
+    while not idle():
+        look.wait(0.005)
+    print("idle", flush=True)
+for worker in workers:
+    worker.request_stop()
+for worker in workers:
+    worker.stop(timeout=30)
+queue.close()
+"""
+
+LATENCY_JOBS = 30
+
+
+class WorkerProcess:
+    """A process of four workers on *schema*, asked when they all sleep."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_PROCESS, dsn, schema],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_idle(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("idle?\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "idle\n"
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(LOOK) == 0
+        self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def worker_process(dsn: str, schema: str) -> Iterator[WorkerProcess]:
+    """A WorkerProcess, stopped on leaving."""
+    proc = WorkerProcess(dsn, schema)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_an_idle_worker_in_another_process_starts_an_announced_job_at_once(
+    postgres_schema: tuple[str, str],
+) -> None:
+    dsn, schema = postgres_schema
+    waits = []
+    with (
+        jw.PostgresQueue(dsn, schema=schema, migrate=True) as queue,
+        worker_process(dsn, schema) as workers,
+        psycopg.connect(dsn, autocommit=True) as web,
+    ):
+        for n in range(LATENCY_JOBS):
+            workers.wait_idle()
+            with web.transaction():
+                job = queue.create_job(jw.new_job("echo", n), connection=web, announce=False)
+            queue.announce("echo", connection=web)
+            done = queue.wait_for_job(job.metadata.id, timeout=LOOK)
+            assert isinstance(done, jw.CompleteJob) and done.result == n
+            # Both times from the server's clock: enqueue to start.
+            waits.append((done.started_at - job.metadata.created).total_seconds())
+    waits.sort()
+    p50, worst = waits[len(waits) // 2], waits[-1]
+    print(f"enqueue -> start: p50 {p50 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
+    # Far below the worker's poll interval (60 s): each job was announced.
+    assert worst < 1.0
+    assert p50 < 0.1
+
+
+def test_a_job_not_announced_waits_for_the_poll(postgres_schema: tuple[str, str]) -> None:
+    dsn, schema = postgres_schema
+    with (
+        jw.PostgresQueue(dsn, schema=schema, migrate=True) as queue,
+        worker_process(dsn, schema) as workers,
+        psycopg.connect(dsn, autocommit=True) as web,
+    ):
+        workers.wait_idle()
+        with web.transaction():
+            job = queue.create_job(jw.new_job("echo", 1), connection=web, announce=False)
+        # Nothing announced it: the idle workers sleep on (their poll is 60 s).
+        with pytest.raises(jw.WaitTimeoutError):
+            queue.wait_for_job(job.metadata.id, timeout=1.0)
+        queue.announce("echo", connection=web)
+        assert queue.wait_for_job(job.metadata.id, timeout=LOOK).status == "complete"

@@ -7,6 +7,7 @@ PostgreSQL) with the lock held, so two threads never open the same queue twice.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
+from ...errors import BackendError
 from ...model import AnyJob, P, PendingJob, new_job
 from ...queues._sqlite_schema import migrate as migrate_sqlite
 from ...queues.base import JobQueue
@@ -32,6 +34,8 @@ __all__ = [
     "get_queue",
     "read_job",
 ]
+
+log = logging.getLogger("jobworker.contrib.django")
 
 _lock = threading.Lock()
 # (alias, where the database is) -> the open queue; guarded by _lock.
@@ -148,12 +152,29 @@ def enqueue_job(job: PendingJob[P], *, using: str | None = None) -> PendingJob[P
     if caller is None:
         return get_queue(alias).create_job(job)
     queue, raw = caller
-    created = queue.create_job(job, connection=raw)
-    # PostgreSQL notifies other processes at commit; this wakes one idle
-    # worker of this process that takes the type, on SQLite too.
-    job_type = created.metadata.type
-    transaction.on_commit(lambda: queue.wake(job_type), using=alias)
+    job_type = job.metadata.type
+    if isinstance(queue, SQLiteQueue):
+        created = queue.create_job(job, connection=raw)
+        # Wakes one idle worker of this process that takes the type.
+        transaction.on_commit(lambda: queue.wake(job_type), using=alias)
+        return created
+    # PostgreSQL: announced after the commit, not inside the transaction,
+    # whose commit would then wait for the server-wide notification lock.
+    created = queue.create_job(job, connection=raw, announce=False)
+    transaction.on_commit(lambda: _announce(queue, job_type, alias), using=alias)
     return created
+
+
+def _announce(queue: PostgresQueue, job_type: str, alias: str) -> None:
+    """Wake idle workers, here and in other processes, for a job just committed on *alias*."""
+    from . import _postgres  # noqa: PLC0415
+
+    try:
+        queue.announce(job_type, connection=_postgres.raw_connection(connections[alias]))
+    except BackendError:
+        # The job is committed; idle workers find it within their poll_interval.
+        log.warning("could not notify workers of a new %r job", job_type, exc_info=True)
+    queue.wake(job_type)
 
 
 def read_job(job_id: str, *, using: str | None = None) -> AnyJob | None:
