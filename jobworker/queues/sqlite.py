@@ -8,6 +8,16 @@ exactly one worker. The journal is WAL, so readers never wait for the writer.
 
 Each thread uses its own connection, opened on first use and closed when the
 thread ends or the queue closes.
+
+Waiting for the write lock: SQLite's own busy handler sleeps between tries,
+longer and longer (up to 100 ms a sleep), so a connection that waits behind
+a busy writer often sleeps through the moment the lock is free, and web
+processes that write all the time win every race. The queue's connections
+have no busy handler: a write that finds the lock taken is tried again
+after a short pause that grows from 0.1 ms to 1 ms, until ``busy_timeout``.
+Only a statement that took no lock is tried again (``SQLITE_BUSY`` comes
+before any change), and every statement sent outside ``BEGIN IMMEDIATE`` is
+one statement on its own, so nothing runs twice.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
@@ -100,7 +111,7 @@ class SQLiteQueue(SQLQueue):
         _check_header(self.path)
         conn = self._conn()
         try:
-            found = check_schema(conn)
+            found = self._patiently(lambda: check_schema(conn))
         except BackendError as exc:
             raise BackendError(f"cannot use {self.path!r}: {exc}") from exc
         except sqlite3.Error as exc:
@@ -112,7 +123,7 @@ class SQLiteQueue(SQLQueue):
         if self._wal:
             # A read in WAL mode makes the -wal and -shm files now (with the
             # database's mode), not at the first job.
-            conn.execute("SELECT count(*) FROM jobworker_meta").fetchone()
+            self._patiently(lambda: conn.execute("SELECT count(*) FROM jobworker_meta").fetchone())
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         """Switch the file to WAL mode unless that means waiting; then it is tried again later.
@@ -126,11 +137,8 @@ class SQLiteQueue(SQLQueue):
         try:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":
-                conn.execute("PRAGMA busy_timeout = 0")
-                try:
-                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
+                # Without waiting: the connection has no busy handler.
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise self._error("cannot switch to the WAL journal", exc) from exc
@@ -157,17 +165,20 @@ class SQLiteQueue(SQLQueue):
         # First use in this thread, or in a forked child: SQLite connections
         # must not cross a fork, so the child opens its own.
         try:
+            # No busy handler: the queue waits for locks itself (see _patiently).
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open {self.path!r}: {exc}") from exc
         # Not deterministic: read at each call, inside the statement.
         conn.create_function("jobworker_now", 0, self._now_us)
         try:
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._patiently(lambda: conn.execute(f"PRAGMA synchronous = {self.synchronous}"))
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if self._closed:  # closed while this waited for a lock
+                raise QueueClosedError("the queue is closed") from None
             raise BackendError(f"cannot open {self.path!r} as an SQLite database: {exc}") from exc
         if self._wal is False:
             try:
@@ -184,10 +195,35 @@ class SQLiteQueue(SQLQueue):
             return QueueClosedError("the queue is closed")
         return BackendError(f"{what} on {self.path!r}: {exc}")
 
+    def _patiently(self, attempt: Callable[[], T]) -> T:
+        """Run *attempt*, again after a short pause while it finds the database locked.
+
+        Pauses grow from ``_FIRST_PAUSE`` to ``_LONGEST_PAUSE``; after
+        ``busy_timeout`` seconds the last busy error is raised.
+        """
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        deadline = time.monotonic() + self.busy_timeout
+        pause = _FIRST_PAUSE
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closed:
+                return attempt()  # the last try: its busy error is the caller's
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _LONGEST_PAUSE)
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+
     def _write(self, body: Callable[[Tx], T]) -> T:
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._patiently(lambda: conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
             raise self._error("cannot start a write", exc) from exc
         try:
@@ -207,8 +243,9 @@ class SQLiteQueue(SQLQueue):
         # Outside BEGIN IMMEDIATE, a writing statement still takes the write
         # lock (waiting up to busy_timeout) before it reads: it cannot fail
         # with a stale snapshot, and it commits when it completes.
+        conn = self._conn()
         try:
-            return body(self._conn())
+            return self._patiently(lambda: body(conn))
         except sqlite3.Error as exc:
             raise self._error(f"{what} failed", exc) from exc
 
@@ -336,6 +373,10 @@ def _create_private(path: str) -> None:
     except OSError as exc:
         raise BackendError(f"cannot create {path!r}: {exc}") from exc
 
+
+# The pauses between two tries of a write that found the database locked (seconds).
+_FIRST_PAUSE: Final = 0.0001
+_LONGEST_PAUSE: Final = 0.001
 
 # SQLITE_BUSY and SQLITE_LOCKED: the C API's codes (sqlite3 names them from Python 3.11).
 _BUSY_CODES: Final = (5, 6)
