@@ -31,6 +31,7 @@ from ..model import (
     RunningJob,
     clean_text,
     complete,
+    text_problem,
     validate_job,
 )
 from ..retry import RetryPolicy
@@ -211,6 +212,32 @@ class JobQueue(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot count jobs by type")
 
     # -- beyond the guide ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def pause_type(self, job_type: str) -> bool:
+        """Stop claims of *job_type*; return ``False`` if it was already paused.
+
+        Durable on the SQL backends (a row in the database) and effective at
+        the next claim of every process that shares the queue. Running jobs
+        of the type go on and finish; pending ones wait, and keep their
+        place, until :meth:`resume_type`.
+
+        :raises ValueError: *job_type* is not a valid job type name.
+        """
+
+    @abc.abstractmethod
+    def resume_type(self, job_type: str) -> bool:
+        """Let *job_type* be claimed again; return ``False`` if it was not paused.
+
+        Wakes the idle workers of this queue object (and, on PostgreSQL,
+        those of every process).
+
+        :raises ValueError: *job_type* is not a valid job type name.
+        """
+
+    @abc.abstractmethod
+    def paused_types(self) -> frozenset[str]:
+        """Return the job types that are paused now."""
 
     @abc.abstractmethod
     def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
@@ -411,6 +438,17 @@ class JobQueue(abc.ABC):
         cls._check_list_args(status, limit, 0)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be from 1 to {_MAX_PAGE}, got {limit}")
+
+    @staticmethod
+    def _check_job_type(job_type: object) -> str:
+        if (
+            not isinstance(job_type, str)
+            or not job_type
+            or len(job_type) > MAX_TEXT_LENGTH
+            or text_problem(job_type) is not None
+        ):
+            raise ValueError(f"a job type must be a non-empty text, got {safe_repr(job_type, 60)}")
+        return job_type
 
     @staticmethod
     def _check_timeout(timeout: float | None) -> None:
