@@ -53,6 +53,10 @@ class Names:
         return self.table("jobs")
 
     @property
+    def controls(self) -> str:
+        return self.table("controls")
+
+    @property
     def meta(self) -> str:
         return self.table("meta")
 
@@ -112,11 +116,22 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # Pauses and rate windows per job type (see queues/_sql_limits.py), and
+        # running jobs by type, which a claim of a limited type counts.
+        4: (
+            f"""CREATE TABLE {names.controls} (
+                type text PRIMARY KEY,
+                paused integer NOT NULL DEFAULT 0,
+                starts text NOT NULL DEFAULT '[]'
+            )""",
+            f"""CREATE INDEX {names.index("jobs_running_type")}
+                ON {jobs} (type) WHERE status = 'running'""",
+        ),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

@@ -15,7 +15,8 @@ transaction that reads the row, applies the model's transition and writes it.
 Expired leases are recovered before each call, but the database is asked only
 when a lease may have expired (:meth:`SQLQueue._recover_if_due`).
 
-SQL templates use ``?`` for parameters, ``{t}`` for the jobs table and
+SQL templates use ``?`` for parameters, ``{t}`` for the jobs table, ``{c}``
+for the controls table (pauses and rate windows: see ``_sql_limits``) and
 ``{now}`` for the time a statement writes a lease at; :meth:`SQLQueue._q`
 turns them into the backend's dialect. Times are integer microseconds since
 the epoch (see ``_rows``).
@@ -84,6 +85,7 @@ from ._rows import (
     sanitize_row,
     to_us,
 )
+from ._sql_limits import PAUSED, LimitsMixin
 from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
@@ -104,7 +106,7 @@ _RECOVERY_REFRESH: Final = 1.0
 _READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
 
 
-class SQLQueue(JobQueue):
+class SQLQueue(LimitsMixin, JobQueue):
     """The shared logic of the SQL backends; see the module docstring."""
 
     #: The column that records arrival order.
@@ -128,9 +130,12 @@ class SQLQueue(JobQueue):
     #: The condition that ``id`` contains a parameter's text, case-sensitive.
     CONTAINS: ClassVar[str] = "instr(id, ?) > 0"
 
-    def __init__(self, *, table: str, placeholder: str, **options: Any) -> None:
+    def __init__(self, *, table: str, controls: str, placeholder: str, **options: Any) -> None:
         super().__init__(**options)
         self._table = table
+        self._controls = controls
+        # Per thread: when a rate window that held back its last claim opens.
+        self._opens = threading.local()
         self._placeholder = placeholder
         self._queries: dict[str, str] = {}
         self._claim_sqls: dict[int | None, str] = {}
@@ -191,7 +196,7 @@ class SQLQueue(JobQueue):
         """
         head = (
             f"SELECT {self.KEY} AS k, priority AS p, created_us AS c, {self.ARRIVAL} AS a "
-            f"FROM {{t}} WHERE type = ? AND {_READY} "
+            f"FROM {{t}} WHERE type = ? AND {_READY} AND {PAUSED} "
             f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1"
         )
         heads = " UNION ALL ".join([f"SELECT * FROM ({head})"] * count)
@@ -207,6 +212,7 @@ class SQLQueue(JobQueue):
             sql = (
                 template.replace("{now}", self._now_sql())
                 .replace("{t}", self._table)
+                .replace("{c}", self._controls)
                 .replace("?", self._placeholder)
             )
             self._queries[template] = sql
@@ -416,7 +422,12 @@ class SQLQueue(JobQueue):
             )
         if new.status != "running":
             self._notify()
+            if new.metadata.type in self.registry.limits:
+                self._slot_freed(new.metadata.type)
         return self._decode(new)
+
+    def _slot_freed(self, job_type: str) -> None:
+        """Tell other processes that a job of the limited *job_type* stopped running."""
 
     def _update_row(self, tx: Tx, submitted: AnyJob, expected: str, claim: Any) -> AnyJob:
         """The general update: read the row, apply the model's transition, write it."""
@@ -582,7 +593,9 @@ class SQLQueue(JobQueue):
     def _ready_rows(
         self, tx: Tx, job_type: str | None, now: int, *, after: Any, limit: int, suffix: str = ""
     ) -> list[Any]:
-        where = _READY if job_type is None else f"type = ? AND {_READY}"
+        where = f"{_READY} AND {PAUSED}"
+        if job_type is not None:
+            where = f"type = ? AND {where}"
         args: list[Any] = [] if job_type is None else [job_type]
         args.append(now)
         if after is not None:
@@ -606,12 +619,13 @@ class SQLQueue(JobQueue):
         if sql is not None:
             return sql
         order = f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1 {self.SKIP_LOCKED}"
+        ready = f"{_READY} AND {PAUSED}"
         if kind is None:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE {_READY} {order}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE {ready} {order}"
         elif kind == 0:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE id = ? AND {_READY} {self.SKIP_LOCKED}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE id = ? AND {ready} {self.SKIP_LOCKED}"
         elif kind == 1:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE type = ? AND {_READY} {order}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE type = ? AND {ready} {order}"
         else:
             best = self._best_of_types(kind)
         sql = self._q(
@@ -650,6 +664,13 @@ class SQLQueue(JobQueue):
         now = self._recover_if_due()
         if wanted is not None and not wanted:
             return None
+        limited = self._limited_types(wanted)
+        if limited:
+            while True:
+                claimed = self._claim_limited(wanted, limited, worker, None)
+                if claimed is not False:
+                    return cast("RunningJob[Any, Any] | None", claimed)
+        self._opens.at = None
         kind = None if wanted is None else len(wanted)
         while True:
             if wanted is None:
@@ -683,8 +704,11 @@ class SQLQueue(JobQueue):
             if not predicate(job):
                 rejected.add(job.metadata.id)
                 continue
-            now = self._now_us()
-            claimed = self._claim(0, (row[0], now), worker, now)
+            if row[1] in self.registry.limits:
+                claimed = self._claim_limited([row[1]], [row[1]], worker, row[0])
+            else:
+                now = self._now_us()
+                claimed = self._claim(0, (row[0], now), worker, now)
             if claimed:
                 return cast("RunningJob[Any, Any]", claimed)
         return None
@@ -713,7 +737,12 @@ class SQLQueue(JobQueue):
             ),
             (now,),
         )[0]
-        return None if row[0] is None else max(0.0, (row[0] - now) / 1_000_000)
+        wake = row[0]
+        opens = self._rate_opens()
+        if opens is not None and (wake is None or opens < wake):
+            # A rate window holds back a ready job: wake when it opens.
+            wake = opens
+        return None if wake is None else max(0.0, (wake - now) / 1_000_000)
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
         now = self._recover_if_due()

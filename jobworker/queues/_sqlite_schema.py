@@ -86,6 +86,21 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status = 'pending'
         """,
     ),
+    # Pauses and rate windows per job type (see queues/_sql_limits.py), and
+    # running jobs by type, which a claim of a limited type counts.
+    4: (
+        """
+        CREATE TABLE jobworker_controls (
+            type TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL DEFAULT 0,
+            starts TEXT NOT NULL DEFAULT '[]'
+        )
+        """,
+        """
+        CREATE INDEX jobworker_jobs_running_type
+        ON jobworker_jobs (type) WHERE status = 'running'
+        """,
+    ),
 }
 
 #: The schema version this release writes.

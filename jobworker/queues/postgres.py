@@ -38,6 +38,7 @@ from ..redact import mask_secrets
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
 from ._rows import COLUMNS, N_COLUMNS, from_us, values_of
 from ._sql import SQLQueue, Tx
+from ._sql_limits import PAUSED
 
 __all__ = ["PostgresQueue"]
 
@@ -230,6 +231,9 @@ class PostgresQueue(SQLQueue):
     SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
+    # A job's concurrency key: its params field as text; '' if missing or null
+    # (as throttling.key_of).
+    KEY_SQL = "COALESCE(CAST(params AS jsonb) ->> CAST(? AS text), '')"
 
     def __init__(
         self,
@@ -249,7 +253,7 @@ class PostgresQueue(SQLQueue):
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
         self._database_clock = options.get("clock") is None
-        super().__init__(table=names.jobs, placeholder="%s", **options)
+        super().__init__(table=names.jobs, controls=names.controls, placeholder="%s", **options)
         self.names = names
         self.notify = notify
         self._bounds = Bounds(max(1.0, self.lease_duration / 2) if timeout is None else timeout)
@@ -454,13 +458,20 @@ class PostgresQueue(SQLQueue):
             # Delivered at commit; a rolled-back job announces nothing.
             tx.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
 
+    def _slot_freed(self, job_type: str) -> None:
+        if self.notify:
+            # Idle workers of other processes may now take a job of the type.
+            self._autocommit(
+                lambda tx: tx.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
+            )
+
     def _best_of_types(self, count: int) -> str:
         # One head per type, each from that type's index, locked and skipping
         # locked rows; the placeholders are the types (an array) and now.
         return f"""SELECT h.id FROM unnest(CAST(? AS text[])) AS wanted(type)
             CROSS JOIN LATERAL (
                 SELECT id, priority, created_us, seq FROM {{t}}
-                WHERE {{t}}.type = wanted.type AND {_READY_PG}
+                WHERE {{t}}.type = wanted.type AND {_READY_PG} AND {PAUSED}
                 ORDER BY priority DESC, created_us, seq LIMIT 1 FOR UPDATE SKIP LOCKED
             ) AS h ORDER BY h.priority DESC, h.created_us, h.seq LIMIT 1"""
 

@@ -58,6 +58,15 @@ class SQLiteQueue(SQLQueue):
     # The queue's clock, read again by the statement once it holds the write
     # lock (it may have waited up to busy_timeout for it).
     NOW = "max(?, jobworker_now())"
+    # A job's concurrency key: its params field (a JSON path) as text; '' if
+    # missing, null, or the params are not JSON (as throttling.key_of).
+    KEY_SQL = (
+        "CASE WHEN json_valid(params) "
+        "THEN COALESCE(CAST(json_extract(params, ?) AS TEXT), '') ELSE '' END"
+    )
+
+    def _key_arg(self, field: str) -> str:
+        return '$."' + field + '"'
 
     def __init__(
         self,
@@ -67,7 +76,9 @@ class SQLiteQueue(SQLQueue):
         busy_timeout: float = 5.0,
         **options: Any,
     ) -> None:
-        super().__init__(table="jobworker_jobs", placeholder="?", **options)
+        super().__init__(
+            table="jobworker_jobs", controls="jobworker_controls", placeholder="?", **options
+        )
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         if not busy_timeout >= 0:
