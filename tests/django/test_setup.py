@@ -22,6 +22,8 @@ from jobworker.contrib.django import build_workers, get_queue, get_settings
         ({"WORKERS": "shop.Worker"}, "WORKERS must be a list"),
         ({"START_WORKERS": "yes"}, "START_WORKERS must be True or False"),
         ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT must be a number"),
+        ({"LIMITS": {"export": {"concurrency": 0}}}, "LIMITS: the limits of 'export'"),
+        ({"LIMITS": {"export": {"burst": 2}}}, "unknown options"),
     ],
 )
 def test_bad_settings_are_refused_clearly(jobworker: dict[str, object], message: str) -> None:
@@ -61,6 +63,23 @@ def test_unknown_queue_options_are_refused(sqlite_db: str) -> None:
         pytest.raises(ImproperlyConfigured, match="QUEUE_OPTIONS"),
     ):
         get_queue()
+
+
+def test_limits_from_the_settings_are_set_on_the_queue(sqlite_db: str) -> None:
+    from jobworker.contrib.django import close_queues
+    from jobworker.throttling import TypeLimits
+
+    close_queues()
+    limits = {"export": {"concurrency": 2}, "api": {"rate": 50, "period": 1.0}}
+    try:
+        with override_settings(JOBWORKER={**settings.JOBWORKER, "LIMITS": limits}):
+            queue = get_queue()
+        assert queue.registry.limits == {
+            "export": TypeLimits(concurrency=2),
+            "api": TypeLimits(rate=50, period=1.0),
+        }
+    finally:
+        close_queues()
 
 
 def test_the_migrations_match_the_models(sqlite_db: str) -> None:

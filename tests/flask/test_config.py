@@ -114,6 +114,11 @@ def init(**config: Any) -> Flask:
             "JOBWORKER_WORKER_OPTIONS",
             "GreetingWorker cannot take these options",
         ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_LIMITS": {"api": {"rate": 0}}},
+            "JOBWORKER_LIMITS",
+            "rate must be an int >= 1",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_init_app(config: dict[str, Any], key: str, match: str) -> None:
@@ -157,3 +162,14 @@ def test_a_postgres_url_without_a_password_in_messages() -> None:
     with pytest.raises(ConfigurationError) as caught:
         init(JOBWORKER_QUEUE="mysql://me:secret@db/jobs")
     assert "secret" not in str(caught.value)
+
+
+def test_limits_from_the_config_are_set_on_the_queue() -> None:
+    from jobworker.throttling import TypeLimits
+
+    app = init(JOBWORKER_QUEUE="memory:", JOBWORKER_LIMITS={"export": {"concurrency": 2}})
+    queue = app.extensions["jobworker"].get_queue()
+    assert queue.registry.limits == {"export": TypeLimits(concurrency=2)}
+    given = jw.MemoryQueue()
+    init(JOBWORKER_QUEUE=given, JOBWORKER_LIMITS={"sync": {"concurrency": 1, "key": "account"}})
+    assert given.registry.limits_of("sync") == TypeLimits(concurrency=1, key="account")

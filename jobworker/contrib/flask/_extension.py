@@ -47,6 +47,8 @@ class AppState:
         self._lock = threading.Lock()
         given = settings.queue if isinstance(settings.queue, JobQueue) else None
         self._queue: JobQueue | None = given  # guarded by _lock
+        if given is not None:
+            self._apply_limits(given)
         self._owns_queue = given is None
         self._runner: Runner | None = None  # guarded by _lock
         self._autostarted = False  # guarded by _lock (read without it on the fast path)
@@ -77,7 +79,13 @@ class AppState:
                 self._queue = open_queue(url, **self.settings.queue_options)
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(str(exc), key="JOBWORKER_QUEUE_OPTIONS") from exc
+            self._apply_limits(self._queue)
         return self._queue
+
+    def _apply_limits(self, queue: JobQueue) -> None:
+        """Set ``JOBWORKER_LIMITS`` on *queue*'s registry."""
+        for job_type, limits in self.settings.limits.items():
+            queue.registry.set_limits(job_type, limits)
 
     def create_workers(self, *, concurrency: int | None = None) -> list[JobWorker]:
         """Return new, unstarted workers: *concurrency* of each configured class.
