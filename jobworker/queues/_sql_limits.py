@@ -56,7 +56,6 @@ class LimitsMixin:
     _run: Any
     _read: Any
     _now_us: Any
-    _now_sql: Any
     _lease_us: Any
     _note_lease: Any
     _recover: Any
@@ -198,14 +197,17 @@ class LimitsMixin:
             f"SELECT {self.KEY} FROM {{t}} WHERE {' AND '.join(where)} "
             f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1 {self.SKIP_LOCKED}"
         )
+        # Started now, as the rate window records it; *now* was read after
+        # every wait of the transaction (the row is taken with SKIP LOCKED).
         sql = self._q(
             f"""UPDATE {{t}} SET status = 'running', progress = NULL, result = NULL,
-            error = NULL, started_us = {{now}}, completed_us = NULL, claim_token = ?,
-            claim_worker = ?, lease_until_us = {{now}} + ? WHERE {self.KEY} = ({best})
+            error = NULL, started_us = ?, completed_us = NULL, claim_token = ?,
+            claim_worker = ?, lease_until_us = ? WHERE {self.KEY} = ({best})
             RETURNING {COLUMNS}"""
         )
-        self._note_lease(now + self._lease_us())
-        row = tx.execute(sql, (now, claim.token, claim.worker, now, self._lease_us(), *args)).fetchone()
+        until = now + self._lease_us()
+        self._note_lease(until)
+        row = tx.execute(sql, (now, claim.token, claim.worker, until, *args)).fetchone()
         if row is None:
             return None
         job_type = row[1]
