@@ -11,8 +11,7 @@ A registry also holds the concurrency and rate limits of job types
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 

@@ -79,7 +79,9 @@ class TypeLimits:
             or isinstance(self.period, bool)
             or not 0 < self.period < 1e9
         ):
-            raise ValueError(f"period must be a number of seconds > 0, got {safe_repr(self.period)}")
+            raise ValueError(
+                f"period must be a number of seconds > 0, got {safe_repr(self.period)}"
+            )
         if self.key is not None:
             if not isinstance(self.key, str) or not self.key or "\x00" in self.key:
                 raise ValueError(f"key must be a params field name, got {safe_repr(self.key)}")
@@ -168,7 +170,7 @@ def rate_admits(starts: Sequence[int], limits: TypeLimits, now: int) -> bool:
 
 
 def rate_opens_at(starts: Sequence[int], limits: TypeLimits) -> int | None:
-    """Return when the rate next admits a start (microseconds), or ``None`` if it does now or always."""
+    """Return when the rate next admits a start (us); ``None`` if it does now or always."""
     rate = limits.rate
     if rate is None or len(starts) < rate:
         return None

@@ -97,9 +97,11 @@ class LimitsMixin:
         return done
 
     def paused_types(self) -> frozenset[str]:
-        return frozenset(row[0] for row in self._read(self._q("SELECT type FROM {c} WHERE paused = 1")))
+        return frozenset(
+            row[0] for row in self._read(self._q("SELECT type FROM {c} WHERE paused = 1"))
+        )
 
-    # -- limited claims -----------------------------------------------------------------------------
+    # -- limited claims ----------------------------------------------------------------------
 
     def _limited_types(self, wanted: Collection[str] | None) -> list[str]:
         """The limited types a claim of *wanted* (``None``: any type) may take, sorted."""
@@ -125,7 +127,9 @@ class LimitsMixin:
         """
         claim = new_claim(worker)
         self._opens.at = None
-        result: Any = self._write(lambda tx: self._claim_limited_in(tx, wanted, limited, claim, job_id))
+        result: Any = self._write(
+            lambda tx: self._claim_limited_in(tx, wanted, limited, claim, job_id)
+        )
         return result
 
     def _claim_limited_in(
@@ -153,7 +157,11 @@ class LimitsMixin:
             if not rate_admits(starts, limit, now):
                 blocked.add(job_type)
                 at = rate_opens_at(starts, limit)
-                if at is not None and (opens is None or at < opens) and self._has_ready(tx, job_type, now):
+                if (
+                    at is not None
+                    and (opens is None or at < opens)
+                    and self._has_ready(tx, job_type, now)
+                ):
                     opens = at
                 continue
             if limit.concurrency is None:
@@ -214,7 +222,9 @@ class LimitsMixin:
         limit = limits.get(job_type)
         if limit is not None and limit.rate is not None:
             starts = record_start(controls[job_type][1], limit, now)
-            tx.execute(self._q("UPDATE {c} SET starts = ? WHERE type = ?"), (json.dumps(starts), job_type))
+            tx.execute(
+                self._q("UPDATE {c} SET starts = ? WHERE type = ?"), (json.dumps(starts), job_type)
+            )
         try:
             job = row_to_job(row)
         except (InvalidJobError, ValueError, OverflowError) as exc:
@@ -225,12 +235,18 @@ class LimitsMixin:
 
     def _lock_controls(self, tx: Tx, types: list[str]) -> dict[str, tuple[bool, list[int]]]:
         """Lock (creating them if missing) the control rows of *types*; return their state."""
-        insert = self._q("INSERT INTO {c} (type, paused, starts) VALUES (?, 0, '[]') ON CONFLICT (type) DO NOTHING")
+        insert = self._q(
+            "INSERT INTO {c} (type, paused, starts) VALUES (?, 0, '[]') "
+            "ON CONFLICT (type) DO NOTHING"
+        )
         for job_type in types:
             tx.execute(insert, (job_type,))
         marks = ", ".join("?" * len(types))
         rows = tx.execute(
-            self._q(f"SELECT type, paused, starts FROM {{c}} WHERE type IN ({marks}) ORDER BY type {self.LOCK_ROW}"),
+            self._q(
+                f"SELECT type, paused, starts FROM {{c}} WHERE type IN ({marks}) "
+                f"ORDER BY type {self.LOCK_ROW}"
+            ),
             types,
         ).fetchall()
         state: dict[str, tuple[bool, list[int]]] = {}

@@ -361,7 +361,7 @@ class MemoryQueue(JobQueue):
                             continue
                     elif running.of_key(job_type, limit.key, entry[4]) >= limit.concurrency:
                         # This key is saturated: the best job of another key may start.
-                        entry = running.best_free(lane, limit)  # type: ignore[assignment]
+                        entry = running.best_free(lane, limit)
                         if entry is None:
                             continue
                         is_head = False

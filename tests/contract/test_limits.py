@@ -171,7 +171,7 @@ def test_limits_set_after_the_queue_opened_apply_at_the_next_claim(queue: jw.Job
     assert claim(queue).metadata.id == "export-1"
 
 
-# -- rate -------------------------------------------------------------------------------------------
+# -- rate ------------------------------------------------------------------------------------
 
 
 def test_a_rate_admits_at_most_its_starts_in_any_window(
@@ -213,7 +213,9 @@ def test_a_poll_held_back_by_a_rate_wakes_when_the_window_opens(make_queue: Make
     queue = make_queue(registry=registry, clock=jw.SystemClock())
     now = dt.datetime.now(dt.timezone.utc)
     for n in range(3):
-        queue.create_job(make_job(f"api-{n}", "api", created=now + n * dt.timedelta(microseconds=1)))
+        queue.create_job(
+            make_job(f"api-{n}", "api", created=now + n * dt.timedelta(microseconds=1))
+        )
     began = time.monotonic()
     assert claim(queue).metadata.id == "api-0"
     assert claim(queue).metadata.id == "api-1"

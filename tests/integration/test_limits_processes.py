@@ -106,7 +106,7 @@ def open_queue(store: Store) -> jw.JobQueue:
 
 @contextlib.contextmanager
 def workers(store: Store, limits: dict[str, Any]) -> Iterator[Callable[[int], bool]]:
-    """Start PROCESSES worker processes; yield a function that SIGKILLs one by pid and respawns it."""
+    """Start PROCESSES worker processes; yield a function that SIGKILLs one by pid, respawned."""
     config = {**store.config, "threads": THREADS, "lease": LEASE, "poll": 0.2, "limits": limits}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 

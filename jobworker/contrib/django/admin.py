@@ -16,8 +16,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .conf import get_settings
-from .queues import get_queue
 from .models import Job
+from .queues import get_queue
 
 __all__ = ["JobAdmin"]
 
