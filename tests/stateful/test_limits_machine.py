@@ -16,7 +16,9 @@ leases expire. After every step the store itself is read:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
+import json
 import os
 import tempfile
 from typing import Any, ClassVar
@@ -108,10 +110,9 @@ class LimitsMachine(RuleBasedStateMachine):
             new = m.fail(job, "failed", now=self.now())
         else:
             new = m.fail_or_retry(job, "again", now=self.now(), delay=0.0)
-        try:
+        # Its lease may have expired and the job been recovered meanwhile.
+        with contextlib.suppress(jw.LeaseLostError, jw.StaleJobError):
             self.queue.update_job(new, "running", claim=job.claim)
-        except (jw.LeaseLostError, jw.StaleJobError):
-            pass  # its lease expired and it was recovered meanwhile
 
     @rule(job_type=st.sampled_from(TYPES))
     def pause(self, job_type: str) -> None:
@@ -175,8 +176,6 @@ class LimitsMachine(RuleBasedStateMachine):
 
 
 def key_of_params(params: Any) -> str:
-    import json
-
     return key_of(json.dumps(params), "acct")
 
 
