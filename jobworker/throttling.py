@@ -58,6 +58,7 @@ class TypeLimits:
 
     :raises ValueError: a value out of range, or *key* without *concurrency*.
 
+    >>> from jobworker.throttling import TypeLimits
     >>> TypeLimits(concurrency=2)
     TypeLimits(concurrency=2, key=None, rate=None, period=1.0)
     >>> TypeLimits(rate=50, period=1.0).rate
@@ -103,6 +104,7 @@ def limits_from_mapping(config: Mapping[str, Any]) -> dict[str, TypeLimits]:
     :raises ValueError: a type name that is not a non-empty string, an unknown
         option, or a value :class:`TypeLimits` refuses.
 
+    >>> from jobworker.throttling import limits_from_mapping
     >>> limits_from_mapping({"export": {"concurrency": 2}})
     {'export': TypeLimits(concurrency=2, key=None, rate=None, period=1.0)}
     """
@@ -134,6 +136,7 @@ def key_of(params_json: str, field: str) -> str:
     digits); a missing or null field, or params that are not an object, give
     the empty key. The SQL backends compute the same in the database.
 
+    >>> from jobworker.throttling import key_of
     >>> key_of('{"account": "a-1"}', "account"), key_of('{"account": 7}', "account")
     ('a-1', '7')
     >>> key_of('{"other": 1}', "account")
@@ -159,6 +162,7 @@ def rate_admits(starts: Sequence[int], limits: TypeLimits, now: int) -> bool:
     starts fall in the window ``(now - period, now]``: so no window of
     *period* seconds ever holds more than ``rate`` starts.
 
+    >>> from jobworker.throttling import TypeLimits, rate_admits
     >>> limits = TypeLimits(rate=2, period=1.0)
     >>> rate_admits([0, 500_000], limits, 900_000), rate_admits([0, 500_000], limits, 1_000_000)
     (False, True)

@@ -72,6 +72,7 @@ PROJECTS: dict[str, Project] = {
             Entry("ValueError", "py:exception", "library/exceptions.html#$"),
             Entry("bool", "py:class", "library/functions.html#$"),
             Entry("collections.abc.Callable", "py:class", "library/collections.abc.html#$"),
+            Entry("collections.abc.Mapping", "py:class", "library/collections.abc.html#$"),
             Entry("datetime.datetime", "py:class", "library/datetime.html#$"),
             Entry("float", "py:class", "library/functions.html#$"),
             Entry("int", "py:class", "library/functions.html#$"),
