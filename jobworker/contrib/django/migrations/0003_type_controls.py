@@ -1,4 +1,4 @@
-"""Pause job types and limit them: jobworker's schema version 5 (the controls table)."""
+"""Pause job types and limit them: jobworker's schema version 3 (the controls table)."""
 
 from __future__ import annotations
 
