@@ -85,7 +85,7 @@ from ._rows import (
     sanitize_row,
     to_us,
 )
-from ._sql_limits import PAUSED, LimitsMixin
+from ._sql_limits import PAUSED, READY, LimitsMixin
 from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
@@ -103,7 +103,7 @@ _MAX_WAIT_STEP: Final = 0.1
 # Longest time between two looks for expired leases, for those another
 # process grants with a shorter lease_duration than this queue's.
 _RECOVERY_REFRESH: Final = 1.0
-_READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
+_READY: Final = READY
 
 
 class SQLQueue(LimitsMixin, JobQueue):

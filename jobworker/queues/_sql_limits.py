@@ -29,12 +29,13 @@ from ..model import Claim, RunningJob, new_claim
 from ..throttling import TypeLimits, rate_admits, rate_opens_at, record_start
 from ._rows import COLUMNS, row_to_job
 
-__all__ = ["PAUSED", "LimitsMixin"]
+__all__ = ["PAUSED", "READY", "LimitsMixin"]
 
-#: The ready rows of a type that is not paused (a condition on ``{t}``).
+#: Pending rows that are due (one parameter: the time now).
+READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
+#: The rows of a type that is not paused (a condition on ``{t}``).
 PAUSED: Final = "NOT EXISTS (SELECT 1 FROM {c} WHERE {c}.type = {t}.type AND {c}.paused = 1)"
-
-_READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
+_READY: Final = READY
 
 Tx = Any
 
