@@ -1,4 +1,4 @@
-"""Pause job types and limit them: jobworker's schema version 3 (the controls table)."""
+"""Pause job types and limit them: jobworker's schema version 4 (the controls table)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ def _upgrade(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = (("jobworker", "0002_attempts"),)
+    dependencies = (("jobworker", "0003_status_index"),)
 
     operations = (migrations.RunPython(_upgrade, migrations.RunPython.noop),)
