@@ -112,11 +112,20 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # Unique keys (see jobworker.unique): a key is held by the rows whose
+        # status is in their own scope, and by one row at most.
+        4: (
+            f"ALTER TABLE {jobs} ADD COLUMN unique_key text",
+            f"ALTER TABLE {jobs} ADD COLUMN unique_states text",
+            f"""CREATE UNIQUE INDEX {names.index("jobs_unique")} ON {jobs} (unique_key)
+                WHERE unique_key IS NOT NULL
+                AND strpos(unique_states, ',' || status || ',') > 0""",
+        ),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

@@ -86,6 +86,16 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status = 'pending'
         """,
     ),
+    # Unique keys (see jobworker.unique): a key is held by the rows whose status
+    # is in their own scope, and by one row at most.
+    4: (
+        "ALTER TABLE jobworker_jobs ADD COLUMN unique_key TEXT",
+        "ALTER TABLE jobworker_jobs ADD COLUMN unique_states TEXT",
+        """
+        CREATE UNIQUE INDEX jobworker_jobs_unique ON jobworker_jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || status || ',') > 0
+        """,
+    ),
 }
 
 #: The schema version this release writes.
