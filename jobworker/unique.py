@@ -110,6 +110,18 @@ def _canonical(value: Any) -> str:
         raise InvalidJobError(f"a unique key's params must be JSON values: {exc}") from None
 
 
+def _fields(value: Collection[str] | None) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        raise TypeError(f"fields is a collection of param names, got the string {value!r}")
+    return None if value is None else tuple(value)
+
+
+def _states(value: Collection[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        raise TypeError(f"states is a collection of statuses, got the string {value!r}")
+    return frozenset(value)
+
+
 @attrs.frozen
 class Unique:
     """How a new job's unique key is made, and in which states it is held.
@@ -132,10 +144,8 @@ class Unique:
     """
 
     key: str | None = None
-    fields: tuple[str, ...] | None = attrs.field(
-        default=None, converter=lambda v: None if v is None else tuple(v)
-    )
-    states: frozenset[str] = attrs.field(default=DEFAULT_UNIQUE_STATES, converter=frozenset)
+    fields: tuple[str, ...] | None = attrs.field(default=None, converter=_fields)
+    states: frozenset[str] = attrs.field(default=DEFAULT_UNIQUE_STATES, converter=_states)
     period: float | None = None
 
     def __attrs_post_init__(self) -> None:

@@ -1,0 +1,10 @@
+"""Periodic jobs: schedules, their slots, and the leaderless scheduler.
+
+See :mod:`jobworker.schedules._cron` for how slots fall across DST changes and
+:mod:`jobworker.schedules._scheduler` for how exactly one job per slot is made.
+"""
+
+from ._cron import Cron, Every
+from ._scheduler import CatchUp, Schedule, Scheduler
+
+__all__ = ["CatchUp", "Cron", "Every", "Schedule", "Scheduler"]
