@@ -30,6 +30,7 @@ from ..clock import Clock
 from ..errors import DuplicateJobError, JobworkerError, safe_repr
 from ..model import JobId, PendingJob, new_job
 from ..queues.base import JobQueue
+from ..serialization import encode_value
 from ._cron import Cron, Every
 
 __all__ = ["CatchUp", "Schedule", "Scheduler"]
@@ -106,6 +107,8 @@ class Schedule:
             object.__setattr__(self, "when", Cron(self.when.expression, self.timezone))
         # Fail here, not at the first slot, on options no job could carry.
         self.job_for(_dt.datetime(2000, 1, 1, tzinfo=_UTC))
+        params_cls = type(self.params) if attrs.has(type(self.params)) else None
+        encode_value(self.params, params_cls, what="params", limit=None)
 
     def job_id(self, slot: _dt.datetime) -> JobId:
         """Return the id of the job of *slot*: the same in every process."""
