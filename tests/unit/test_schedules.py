@@ -203,7 +203,7 @@ def test_many_schedulers_make_one_job_per_slot() -> None:
 
 def test_a_scheduler_thread_enqueues_as_the_clock_moves() -> None:
     clock = FakeClock(T0 - dt.timedelta(seconds=1))
-    queue = jw.MemoryQueue(clock=clock)
+    queue = jw.MemoryQueue(clock=clock, lease_duration=3600)  # claimed jobs stay claimed
     scheduler = Scheduler(queue, [every_minute(grace=10)], max_wait=0.01)
     thread = scheduler.start_in_thread()
     try:
