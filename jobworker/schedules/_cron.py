@@ -49,6 +49,7 @@ _MACROS: Final = {
 # expression matches within 8 years (Feb 29 on a given weekday: 28 years,
 # which a day-of-month OR day-of-week rule never needs).
 _MAX_DAYS: Final = 366 * 8
+_SKIP_MARGIN: Final = _dt.timedelta(hours=4)
 _ITEM: Final = re.compile(r"(?:(\*)|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/([0-9]+))?\Z")
 
 
@@ -192,11 +193,18 @@ class Cron:
         if after.utcoffset() is None:
             raise ValueError("after must be a timezone-aware datetime")
         # A day earlier: a slot's wall date may precede after's by a DST offset.
-        day = after.astimezone(self.tz).date() - _dt.timedelta(days=1)
+        local = after.astimezone(self.tz).replace(tzinfo=None)
+        day = local.date() - _dt.timedelta(days=1)
         last = after
         for _ in range(_MAX_DAYS):
             if self._day_matches(day):
                 for hour in self.hours:
+                    # An hour that ended well before *after* on the wall clock
+                    # (a DST shift moves a slot by less than the margin) has no
+                    # slot to give: skip its conversions.
+                    start = _dt.datetime(day.year, day.month, day.day, hour)
+                    if start + _SKIP_MARGIN < local:
+                        continue
                     for slot in self._hour_slots(day, hour):
                         if until is not None and slot > until:
                             return
