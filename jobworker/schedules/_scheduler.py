@@ -136,15 +136,33 @@ class Schedule:
         if last is not None and last > start:
             start = last
         keep = self.max_catch_up if self.catch_up == "all" else 1
+        recent = self._latest(start, now, keep)
+        if self.catch_up == "skip":
+            grace = _dt.timedelta(seconds=self.grace)
+            recent = [slot for slot in recent if now - slot <= grace]
+        return recent
+
+    def _latest(self, start: _dt.datetime, now: _dt.datetime, keep: int) -> list[_dt.datetime]:
+        """Return the latest *keep* slots after *start* up to *now*, oldest first."""
         recent: list[_dt.datetime] = []
         for slot in self.when.slots(start, now):
             recent.append(slot)
             if len(recent) > keep:
                 del recent[0]
-        if self.catch_up == "skip":
-            grace = _dt.timedelta(seconds=self.grace)
-            recent = [slot for slot in recent if now - slot <= grace]
         return recent
+
+    def last_job(self, queue: JobQueue, now: _dt.datetime, *, look_back: int = 100) -> Any:
+        """Return the job of the latest slot up to *now* that has one, or ``None``.
+
+        Looks at the latest *look_back* slots within *window*, newest first
+        (one read each): the jobs are the only record of what ran.
+        """
+        start = now - _dt.timedelta(seconds=self.window)
+        for slot in reversed(self._latest(start, now, look_back)):
+            job = queue.get_job(self.job_id(slot))
+            if job is not None:
+                return job
+        return None
 
     def next_slot(self, after: _dt.datetime) -> _dt.datetime | None:
         """Return the first slot strictly after *after*."""
