@@ -201,18 +201,14 @@ def _worker(args: argparse.Namespace) -> int:
         # Signals can be handled in the main thread only; elsewhere the caller stops it.
         handle_signals=threading.current_thread() is threading.main_thread(),
         stop_timeout=args.stop_timeout,
-    )
-    scheduler = None
-    if schedules:
         # One more scheduler among any others on this store: no leader (see schedules).
-        scheduler = Scheduler(queue, schedules)
-        scheduler.start_in_thread()
+        scheduler=Scheduler(queue, schedules) if schedules else None,
+    )
+    if schedules:
         log.info("jobworker worker: running schedules %s", ", ".join(s.name for s in schedules))
     try:
         stopped = runner.run()
     finally:
-        if scheduler is not None:
-            scheduler.stop(timeout=args.stop_timeout)
         close_metrics()
     signals = runner.received_signals
     if stopped:

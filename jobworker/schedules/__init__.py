@@ -5,6 +5,6 @@ See :mod:`jobworker.schedules._cron` for how slots fall across DST changes and
 """
 
 from ._cron import Cron, Every
-from ._scheduler import CatchUp, Schedule, Scheduler
+from ._scheduler import CatchUp, Schedule, Scheduler, schedules_from_config
 
-__all__ = ["CatchUp", "Cron", "Every", "Schedule", "Scheduler"]
+__all__ = ["CatchUp", "Cron", "Every", "Schedule", "Scheduler", "schedules_from_config"]

@@ -33,7 +33,7 @@ from ..queues.base import JobQueue
 from ..serialization import encode_value
 from ._cron import Cron, Every
 
-__all__ = ["CatchUp", "Schedule", "Scheduler"]
+__all__ = ["CatchUp", "Schedule", "Scheduler", "schedules_from_config"]
 
 log = logging.getLogger("jobworker.schedules")
 
@@ -262,6 +262,10 @@ class Scheduler:
         self._thread.start()
         return self._thread
 
+    def request_stop(self) -> None:
+        """Make the thread stop after its current round; returns at once."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = 10.0) -> bool:
         """Stop the thread; return whether it ended within *timeout* seconds."""
         self._stop.set()
@@ -270,3 +274,30 @@ class Scheduler:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
+
+
+def schedules_from_config(value: Any) -> tuple[Schedule, ...]:
+    """Return the schedules a setting declares: :class:`Schedule` objects or dicts of its arguments.
+
+    For Django's ``JOBWORKER["SCHEDULES"]`` and Flask's ``JOBWORKER_SCHEDULES``.
+
+    :raises ValueError: the value is not a list of schedules (or of their
+        arguments), a schedule is invalid, or two share a name.
+    """
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ValueError(f"must be a list of Schedule objects or dicts, got {value!r}")
+    found: list[Schedule] = []
+    for item in value:
+        schedule = item
+        if isinstance(item, dict):
+            try:
+                schedule = Schedule(**item)
+            except TypeError as exc:
+                raise ValueError(f"cannot make a Schedule of {item!r}: {exc}") from None
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"must hold Schedule objects or dicts, got {item!r}")
+        found.append(schedule)
+    names = [schedule.name for schedule in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"schedule names must be unique, got {names}")
+    return tuple(found)
