@@ -10,8 +10,8 @@ a state outside it, or a finished job is cleaned up).
 
 Each backend enforces the rule in the store itself: the memory queue under its
 lock, the SQL queues with a partial unique index on the key over the rows whose
-status is in the row's own scope (:data:`SCOPE_SQL`), never a check followed by
-an insert.
+status is in the row's own scope (:func:`states_to_text` is the stored scope),
+never a check followed by an insert.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ MAX_KEY_LENGTH: Final = 1000
 
 
 def check_unique(key: object, states: object) -> None:
-    """Raise :class:`InvalidJobError` unless *key* and *states* make a valid scope."""
+    """Raise :class:`~jobworker.InvalidJobError` unless *key* and *states* make a valid scope."""
     if key is None:
         if states != DEFAULT_UNIQUE_STATES:
             raise InvalidJobError(

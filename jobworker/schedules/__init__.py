@@ -1,7 +1,7 @@
 """Periodic jobs: schedules, their slots, and the leaderless scheduler.
 
-See :mod:`jobworker.schedules._cron` for how slots fall across DST changes and
-:mod:`jobworker.schedules._scheduler` for how exactly one job per slot is made.
+:class:`Cron` says how slots fall across DST changes, and :class:`Scheduler`
+how exactly one job per slot is made.
 """
 
 from ._cron import Cron, Every

@@ -225,9 +225,9 @@ class Every:
 
     Timezones do not apply: an interval is real time.
 
-    :param interval: seconds, > 0 (a :class:`datetime.timedelta` too).
-    :param anchor: an aware instant the slots are aligned on; the Unix epoch
-        by default, so ``Every(3600)`` runs on the hour in UTC.
+    *interval* is in seconds (at least one), or a :class:`datetime.timedelta`;
+    *anchor* is an aware instant the slots are aligned on: the Unix epoch by
+    default, so ``Every(3600)`` runs on the hour in UTC.
     """
 
     def __init__(self, interval: float | _dt.timedelta, *, anchor: _dt.datetime = _EPOCH) -> None:
