@@ -1,4 +1,4 @@
-"""Unique keys: jobworker's schema version 3 (``unique_key``, ``unique_states``, their index)."""
+"""Unique keys: jobworker's schema version 4 (``unique_key``, ``unique_states``, their index)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _upgrade(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = (("jobworker", "0002_attempts"),)
+    dependencies = (("jobworker", "0003_status_index"),)
 
     operations = (
         migrations.RunPython(_upgrade, migrations.RunPython.noop),
