@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 import os
 import uuid
 from typing import (
@@ -63,6 +64,7 @@ __all__ = [
     "UserId",
     "apply_update",
     "cancel",
+    "check_time_limit",
     "clean_text",
     "complete",
     "describe_error",
@@ -197,6 +199,16 @@ def _check_metadata(meta: JobMetadata) -> None:
             "metadata.run_after must be a timezone-aware datetime or None, "
             f"got {safe_repr(meta.run_after)}"
         )
+    check_time_limit("metadata.time_limit", meta.time_limit, error=InvalidJobError)
+
+
+def check_time_limit(name: str, value: object, *, error: type[Exception] = ValueError) -> None:
+    """Raise *error* unless *value* is ``None`` or a finite number of seconds above 0."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+        raise error(f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}")
 
 
 def _validate_metadata(instance: JobMetadata, attribute: object, value: Any) -> None:
@@ -213,7 +225,9 @@ class JobMetadata:
 
     A job runs at most ``1 + max_retries`` times. ``priority`` orders jobs
     (higher first, then oldest ``created``); a job is not claimed before
-    ``run_after``.
+    ``run_after``. ``time_limit`` is the most seconds one attempt may run
+    (``None``: the job type's or the worker's limit applies, if any; see
+    :meth:`JobWorker.get_time_limit <jobworker.JobWorker.get_time_limit>`).
     """
 
     id: JobId
@@ -223,7 +237,8 @@ class JobMetadata:
     retry_count: int = 0
     max_retries: int = 3
     priority: int = 0
-    run_after: _dt.datetime | None = attrs.field(default=None, validator=_validate_metadata)
+    run_after: _dt.datetime | None = None
+    time_limit: float | None = attrs.field(default=None, validator=_validate_metadata)
 
 
 @attrs.frozen
@@ -409,6 +424,7 @@ def new_job(
     priority: int = 0,
     run_after: _dt.datetime | None = None,
     created: _dt.datetime | None = None,
+    time_limit: float | None = None,
 ) -> PendingJob[P]:
     """Return a new pending job, with a random id and ``created`` now unless given.
 
@@ -425,6 +441,7 @@ def new_job(
             max_retries=max_retries,
             priority=priority,
             run_after=run_after,
+            time_limit=time_limit,
         ),
         params=params,
     )

@@ -448,6 +448,7 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
             "max_retries": meta.max_retries,
             "priority": meta.priority,
             "run_after": _time(meta.run_after),
+            "time_limit": meta.time_limit,
         },
         "params": _loads(_dump(job.params, job_type.params, "params")),
     }
@@ -489,6 +490,7 @@ def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None)
             max_retries=raw["max_retries"],
             priority=raw.get("priority", 0),
             run_after=_parse_time(raw.get("run_after")),
+            time_limit=raw.get("time_limit"),
         )
         job_type = (registry or _PLAIN_REGISTRY).get(meta.type)
 

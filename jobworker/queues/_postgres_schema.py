@@ -112,11 +112,13 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+        4: (f"ALTER TABLE {jobs} ADD COLUMN time_limit double precision",),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

@@ -42,14 +42,14 @@ __all__ = [
 COLUMNS: Final = (
     "id, type, user_id, status, priority, created_us, retry_count, max_retries, "
     "run_after_us, params, progress, result, error, started_us, completed_us, "
-    "claim_token, claim_worker, attempts"
+    "claim_token, claim_worker, attempts, time_limit"
 )
 #: Columns a transition may change, in the order of :func:`mutable_values`.
 MUTABLE: Final = (
     "status, retry_count, run_after_us, progress, result, error, "
     "started_us, completed_us, claim_token, claim_worker, attempts"
 )
-N_COLUMNS: Final = 18
+N_COLUMNS: Final = 19
 
 
 def _us_or_none(value: _dt.datetime | None) -> int | None:
@@ -111,6 +111,7 @@ def values_of(job: AnyJob) -> tuple[Any, ...]:
         token,
         worker,
         history,
+        meta.time_limit,
     )
 
 
@@ -134,7 +135,7 @@ def row_to_job(row: Any) -> AnyJob:
     (
         job_id, job_type, user, status, priority, created, retry_count, max_retries,
         run_after, params, progress, result, error, started, completed, token, worker,
-        history,
+        history, time_limit,
     ) = tuple(row)[:N_COLUMNS]  # fmt: skip
     if status not in STATUSES:
         raise ValueError(f"unknown status {safe_repr(status)}")
@@ -147,6 +148,7 @@ def row_to_job(row: Any) -> AnyJob:
         max_retries=_int(max_retries, "max_retries"),
         priority=_int(priority, "priority"),
         run_after=None if run_after is None else from_us(_int(run_after, "run_after_us")),
+        time_limit=None if time_limit is None else float(time_limit),
     )
     params = _text(params, "params")
     attempts = attempts_from_json(None if history is None else _text(history, "attempts"))
@@ -213,7 +215,7 @@ def sanitize_row(
     values = list(tuple(row)[:N_COLUMNS])
     (
         job_id, job_type, user, _, priority, created, retry_count, max_retries,
-        _, params, _, _, _, started, _, _, _, history,
+        _, params, _, _, _, started, _, _, _, history, _,
     ) = values  # fmt: skip
 
     def integer(value: Any, default: int) -> int:
@@ -246,6 +248,7 @@ def sanitize_row(
         None,
         None,
         history if _is_history(history) else None,
+        None,
     )
 
 

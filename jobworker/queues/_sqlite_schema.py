@@ -86,6 +86,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status = 'pending'
         """,
     ),
+    # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+    4: ("ALTER TABLE jobworker_jobs ADD COLUMN time_limit REAL",),
 }
 
 #: The schema version this release writes.
