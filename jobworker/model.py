@@ -208,7 +208,9 @@ def check_time_limit(name: str, value: object, *, error: type[Exception] = Value
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (ok and math.isfinite(value) and value > 0):  # type: ignore[arg-type]
-        raise error(f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}")
+        raise error(
+            f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}"
+        )
 
 
 def _validate_metadata(instance: JobMetadata, attribute: object, value: Any) -> None:
