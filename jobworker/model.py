@@ -206,8 +206,11 @@ def check_time_limit(name: str, value: object, *, error: type[Exception] = Value
     """Raise *error* unless *value* is ``None`` or a finite number of seconds above 0."""
     if value is None:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    else:
+        ok = math.isfinite(value) and value > 0
+    if not ok:
         raise error(
             f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}"
         )
