@@ -50,6 +50,7 @@ _RUNNING: Final = 0
 _TIMED_OUT: Final = 1
 _DONE: Final = 2
 _ABANDONED: Final = 3
+_LEFT_LATE: Final = 4  # timed out, and left the job within the grace period
 
 
 def _set_async_exc(ident: int, exc: type[BaseException] | None) -> int:
@@ -96,7 +97,7 @@ class _Run:
 
     @property
     def timed_out(self) -> bool:
-        return self.state in (_TIMED_OUT, _ABANDONED)
+        return self.state != _RUNNING and self.state != _DONE
 
     @property
     def abandoned(self) -> bool:
@@ -156,6 +157,8 @@ class Watchdog:
             if state == _RUNNING:
                 run.state = _DONE
             else:
+                if state == _TIMED_OUT:
+                    run.state = _LEFT_LATE
                 _set_async_exc(run.ident, None)
 
     def close(self) -> None:
