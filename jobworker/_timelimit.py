@@ -97,7 +97,7 @@ class _Run:
 
     @property
     def timed_out(self) -> bool:
-        return self.state != _RUNNING and self.state != _DONE
+        return self.state not in (_RUNNING, _DONE)
 
     @property
     def abandoned(self) -> bool:

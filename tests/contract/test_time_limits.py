@@ -218,7 +218,7 @@ def test_the_time_limit_is_stored_with_the_job(queue: jw.JobQueue) -> None:
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), True, "1"])
 def test_a_bad_time_limit_is_refused_where_it_is_given(queue: jw.JobQueue, bad: Any) -> None:
-    with pytest.raises(jw.InvalidJobError, match="metadata.time_limit"):
+    with pytest.raises(jw.InvalidJobError, match=r"metadata\.time_limit"):
         jw.new_job("t", {}, id="bad", time_limit=bad)
     with pytest.raises(ValueError, match="time_limit"):
         HangingWorker(queue, time_limit=bad)
