@@ -39,7 +39,7 @@ from .model import RunningJob
 if TYPE_CHECKING:
     from .worker import JobOutcome, JobWorker
 
-__all__ = ["TICK", "Watchdog", "timeout_error"]
+__all__ = ["TICK", "Watchdog", "forget_at_exit", "timeout_error"]
 
 log = logging.getLogger("jobworker.worker")
 
@@ -237,6 +237,31 @@ class Watchdog:
             run.outcome = self._worker._record_timeout(run.job, run.limit, _stack_of(run.ident))
         finally:
             run.recorded.set()
+
+
+def forget_at_exit(ident: int | None) -> bool:
+    """Let the interpreter exit without waiting for thread *ident*, which a job holds.
+
+    For a thread the worker has given up on (abandoned after its time
+    limit, or still in its job when :meth:`~jobworker.JobWorker.stop` gave
+    up): the interpreter then exits as if it were a daemon thread. Returns
+    whether it could: on Python 3.10 to 3.12 it drops the thread from the
+    set ``threading`` joins at exit (a private detail, guarded here); Python
+    3.13 joins threads in C and offers no way, so there it returns ``False``.
+    """
+    locks = getattr(threading, "_shutdown_locks", None)
+    guard = getattr(threading, "_shutdown_locks_lock", None)
+    if ident is None or locks is None or guard is None:
+        return False
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            tstate_lock = getattr(thread, "_tstate_lock", None)
+            if tstate_lock is None:
+                return False
+            with guard:
+                locks.discard(tstate_lock)
+            return True
+    return False
 
 
 def _stack_of(ident: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import attrs
 
-from ._timelimit import Watchdog, timeout_error
+from ._timelimit import Watchdog, forget_at_exit, timeout_error
 from .attempts import AttemptError
 from .errors import (
     BackendError,
@@ -420,7 +420,18 @@ class JobWorker(abc.ABC):
         if not stopped:
             self._abandoned.set()
             self._heartbeat.close()
+            # The job's thread runs on, but must not keep the interpreter from exiting.
+            forget_at_exit(self._worker_ident)
         return stopped
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait up to *timeout* seconds for the worker's loop to end; return whether it has.
+
+        Unlike joining the thread :meth:`start_in_thread` returned, this also
+        ends when that thread was left behind in a hung job (see
+        ``time_limit_grace``) and the loop ended in the thread that replaced it.
+        """
+        return self._stopped.wait(timeout)
 
     def request_stop(self) -> None:
         """Ask the worker to stop after its current job, and return at once.
@@ -698,6 +709,7 @@ class JobWorker(abc.ABC):
         )
         if run.ident != self._worker_ident:
             return  # run_once in a caller's thread: no loop to move
+        forget_at_exit(run.ident)
         thread = self._make_thread(lambda: self._loop(first=False))
         with self._state_lock:
             self._worker_ident = None
