@@ -14,7 +14,11 @@ calls the worker's ``on_soft_time_limit`` hook. At its hard limit it
    job, abandons it: the thread is counted and logged, and the worker's
    loop goes on in a fresh thread, so the worker keeps its capacity.
 
-Threads: ``Watchdog._cond`` guards every ``_Run.state``, the watchdog's
+Threads: an attempt ends once, either way: its thread leaving the job and
+the watchdog timing it out each pop the run's one ``ticket`` (``list.pop``
+is atomic), and only the winner goes on, so leaving a job in time takes no
+lock. ``Watchdog._lock`` (and ``_cond`` over it) guards the later states of
+a run (timed out, abandoned, left late), the watchdog's
 list of timed-out runs and its ``_closed`` flag. ``Watchdog.current`` is a
 plain attribute the worker's loop thread writes and the watchdog reads (a
 store and a load are atomic), so an attempt under a limit costs no thread
@@ -46,9 +50,10 @@ log = logging.getLogger("jobworker.worker")
 #: The longest the watchdog waits before it looks at the current attempt again.
 TICK: Final = 0.05
 
+# The states of a run; from _TIMED_OUT on, the attempt timed out.
 _RUNNING: Final = 0
-_TIMED_OUT: Final = 1
-_DONE: Final = 2
+_DONE: Final = 1
+_TIMED_OUT: Final = 2
 _ABANDONED: Final = 3
 _LEFT_LATE: Final = 4  # timed out, and left the job within the grace period
 
@@ -62,42 +67,33 @@ def _set_async_exc(ident: int, exc: type[BaseException] | None) -> int:
 class _Run:
     """One attempt under a time limit, as the watchdog sees it."""
 
-    __slots__ = (
-        "abandon_at",
-        "deadline",
-        "ident",
-        "job",
-        "limit",
-        "outcome",
-        "recorded",
-        "soft_deadline",
-        "soft_reached",
-        "started",
-        "state",
-    )
+    __slots__ = ("__dict__", "deadline", "ident", "job", "limit", "soft_deadline", "ticket")
+
+    # Class defaults, so that making one (once per attempt) sets only five fields.
+    soft_reached = False
+    state = _RUNNING  # guarded by the watchdog's _lock
+    abandon_at = 0.0
+    recorded: threading.Event | None = None  # made at the hard limit
+    outcome: JobOutcome | None = None  # set before recorded is
 
     def __init__(
         self,
         job: RunningJob[Any, Any],
-        started: float,
+        ident: int,
         limit: float | None,
-        soft_limit: float | None,
+        deadline: float | None,
+        soft_deadline: float | None,
     ) -> None:
         self.job = job
-        self.ident = threading.get_ident()
-        self.started = started
+        self.ident = ident
         self.limit = limit
-        self.deadline = None if limit is None else started + limit
-        self.soft_deadline = None if soft_limit is None else started + soft_limit
-        self.soft_reached = False
-        self.state = _RUNNING  # guarded by the watchdog's _cond
-        self.abandon_at = 0.0
-        self.recorded: threading.Event | None = None  # made at the hard limit
-        self.outcome: JobOutcome | None = None  # set before recorded is
+        self.deadline = deadline
+        self.soft_deadline = soft_deadline
+        self.ticket = [True]  # popped by whoever ends the attempt first
 
     @property
     def timed_out(self) -> bool:
-        return self.state not in (_RUNNING, _DONE)
+        return self.state >= _TIMED_OUT
 
     @property
     def abandoned(self) -> bool:
@@ -110,11 +106,15 @@ class Watchdog:
     def __init__(self, worker: JobWorker, grace: float) -> None:
         self._worker = worker
         self._grace = grace
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         #: The attempt under a limit that the worker's loop runs now, or None.
         self.current: _Run | None = None
         self._timed_out: list[_Run] = []  # guarded by _cond: waiting for their grace to end
         self._idle = False  # the watchdog waits with nothing to watch
+        #: Attempts entered so far; written by the worker's loop thread only.
+        self.entered = 0
+        self._quiet = -1  # watchdog thread only: ``entered`` when it last found nothing to watch
         self._closed = False  # guarded by _cond
         self._thread: threading.Thread | None = None  # guarded by _cond
 
@@ -128,8 +128,29 @@ class Watchdog:
         soft_limit: float | None,
     ) -> _Run:
         """Watch the attempt the calling thread is about to run."""
-        run = _Run(job, started, limit, soft_limit)
-        self.current = run
+        self.entered += 1
+        run = self.current
+        if run is not None and run.state == _DONE:
+            # The last attempt ended in time: reuse its record (one attempt at
+            # a time per worker). State goes last, and the watchdog acts only
+            # on a running state, re-read under the lock.
+            run.job = job
+            run.ident = threading.get_ident()
+            run.limit = limit
+            run.deadline = None if limit is None else started + limit
+            run.soft_deadline = None if soft_limit is None else started + soft_limit
+            run.soft_reached = False
+            run.ticket.append(True)
+            run.state = _RUNNING
+        else:
+            run = _Run(
+                job,
+                threading.get_ident(),
+                limit,
+                None if limit is None else started + limit,
+                None if soft_limit is None else started + soft_limit,
+            )
+            self.current = run
         if self._thread is None or self._idle:
             with self._cond:
                 if self._thread is None and not self._closed:
@@ -144,22 +165,28 @@ class Watchdog:
                 self._cond.notify()
         return run
 
-    def leave(self, run: _Run) -> None:
-        """The attempt's code returned or raised; no interrupt arrives after this returns.
+    def leave(self, run: _Run) -> bool:
+        """The attempt's code returned or raised; return whether it timed out.
+
+        No interrupt arrives after this returns.
 
         An interrupt raised at the limit and not delivered yet is cancelled;
         one delivered meanwhile propagates from here, to the worker.
         """
-        if self.current is run:
-            self.current = None
-        with self._cond:
-            state = run.state
-            if state == _RUNNING:
-                run.state = _DONE
-            else:
-                if state == _TIMED_OUT:
+        # ``current`` stays: the watchdog goes idle only once no new attempt
+        # came for a tick, so a stream of short jobs never has to wake it.
+        try:
+            run.ticket.pop()
+        except IndexError:
+            # The watchdog timed it out first; it raised the interrupt under
+            # the lock, so once we hold the lock there is one to cancel.
+            with self._lock:
+                if run.state == _TIMED_OUT:
                     run.state = _LEFT_LATE
                 _set_async_exc(run.ident, None)
+            return True
+        run.state = _DONE
+        return False
 
     def close(self) -> None:
         with self._cond:
@@ -177,7 +204,8 @@ class Watchdog:
                 wait = self._next_wait(now)
                 if wait is None:
                     self._idle = True
-                    if self.current is None:
+                    # Read after _idle is set: enter() sets current, then reads _idle.
+                    if self.entered == self._quiet:
                         self._cond.wait()
                     self._idle = False
                     continue
@@ -189,7 +217,10 @@ class Watchdog:
     def _next_wait(self, now: float) -> float | None:
         """Seconds until something is due (at most TICK); ``None`` if nothing is watched."""
         run = self.current
-        if run is None and not self._timed_out:
+        if (run is None or run.state != _RUNNING) and not self._timed_out:
+            if self.entered != self._quiet:
+                self._quiet = self.entered  # look once more a tick later before sleeping
+                return TICK
             return None
         due = [r.abandon_at for r in self._timed_out]
         if run is not None and run.state == _RUNNING:
@@ -204,9 +235,11 @@ class Watchdog:
     def _check(self, now: float) -> None:
         run = self.current
         if run is not None:
-            if run.soft_deadline is not None and not run.soft_reached and now >= run.soft_deadline:
+            job, soft_deadline = run.job, run.soft_deadline
+            if soft_deadline is not None and not run.soft_reached and now >= soft_deadline:
                 run.soft_reached = True
-                self._worker._soft_limit_reached(run.job)
+                if run.job is job and run.state == _RUNNING:
+                    self._worker._soft_limit_reached(job)
             if run.deadline is not None and now >= run.deadline:
                 self._time_out(run, now)
         with self._cond:
@@ -222,8 +255,13 @@ class Watchdog:
 
     def _time_out(self, run: _Run, now: float) -> None:
         with self._cond:
-            if run.state != _RUNNING:
-                return
+            deadline = run.deadline
+            if run.state != _RUNNING or deadline is None or now < deadline:
+                return  # ended meanwhile (its record may serve the next attempt already)
+            try:
+                run.ticket.pop()
+            except IndexError:
+                return  # the thread left the job first
             run.state = _TIMED_OUT
             run.soft_reached = True
             run.recorded = threading.Event()

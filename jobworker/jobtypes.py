@@ -61,6 +61,9 @@ class JobTypeRegistry:
         self._lock = threading.Lock()
         # Replaced whole under _lock, never mutated: readers need no lock.
         self._types: dict[str, JobType] = {}
+        #: Whether a registered type has a time limit (so workers with none of
+        #: their own can skip looking one up for every job).
+        self.has_time_limits = False
 
     def register(
         self,
@@ -96,6 +99,8 @@ class JobTypeRegistry:
                     f"job type {safe_repr(name)} is already registered as {safe_repr(existing)}"
                 )
             self._types = {**self._types, name: job_type}
+            if time_limit is not None or soft_time_limit is not None:
+                self.has_time_limits = True
         return job_type
 
     def get(self, name: str) -> JobType:

@@ -288,6 +288,7 @@ class JobWorker(abc.ABC):
         self.time_limit = time_limit
         self.soft_time_limit = soft_time_limit
         self.time_limit_grace = float(time_limit_grace)
+        self._has_limits = time_limit is not None or soft_time_limit is not None
         self._watchdog = Watchdog(self, self.time_limit_grace)
         self._rng = random.Random()
         self._stop_event = threading.Event()
@@ -538,24 +539,31 @@ class JobWorker(abc.ABC):
         outcome: JobOutcome | None = None
         observed = start_observers(self.observers, self, job) if self.observers else None
         run = None
+        timed_out = False
         try:
             self._call_hook(self.on_job_start, job)
-            limit = self.get_time_limit(job)
-            soft = self.get_soft_time_limit(job)
             result: Any = None
             error: BaseException | None = None
             try:
-                if limit is None and soft is None:
+                if (
+                    job.metadata.time_limit is None
+                    and not self._has_limits
+                    and not self.queue.registry.has_time_limits
+                ):
+                    # No limit anywhere: the path jobs took before time limits.
                     result = self.execute_job(job)
                 else:
-                    run = self._watchdog.enter(job, time.monotonic(), limit, soft)
+                    run = self._enter_limits(job, began)
                     try:
                         result = self.execute_job(job)
                     finally:
-                        self._watchdog.leave(run)
+                        if run is not None:
+                            timed_out = self._watchdog.leave(run)
             except BaseException as exc:  # broad: sorted out below
                 error = exc
-            if run is not None and run.timed_out:
+                # An interrupt delivered inside leave() propagates from it.
+                timed_out = run is not None and run.timed_out
+            if timed_out:
                 outcome = self._late_outcome(job, run, error)
             elif error is None:
                 outcome = self._write_result(job, result)
@@ -564,7 +572,7 @@ class JobWorker(abc.ABC):
             return outcome
         finally:
             busy = time.monotonic() - began
-            if run is not None and run.timed_out:
+            if timed_out:
                 # The watchdog recorded, counted and logged this attempt; a
                 # fresh thread may run the worker's next job already.
                 with self._metrics_lock:
@@ -644,6 +652,24 @@ class JobWorker(abc.ABC):
         if run is not None and run.job.claim.token == job.claim.token:
             return run.soft_reached
         return self._timed_out_token == job.claim.token
+
+    def _enter_limits(self, job: RunningJob[Any, Any], began: float) -> Any:
+        """Have the watchdog watch *job*'s attempt if it has a limit; return its run or None."""
+        limit = job.metadata.time_limit
+        soft = self.soft_time_limit
+        if self.queue.registry.has_time_limits:
+            # Inlined get_time_limit and get_soft_time_limit: this runs per job.
+            job_type = self.queue.registry.find(job.metadata.type)
+            if job_type is not None:
+                if limit is None:
+                    limit = job_type.time_limit
+                if job_type.soft_time_limit is not None:
+                    soft = job_type.soft_time_limit
+        if limit is None:
+            limit = self.time_limit
+        if limit is None and soft is None:
+            return None
+        return self._watchdog.enter(job, began, limit, soft)
 
     def _soft_limit_reached(self, job: RunningJob[Any, Any]) -> None:
         log.warning("job %s passed its soft time limit", job.metadata.id)

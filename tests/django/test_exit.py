@@ -93,7 +93,7 @@ def test_a_hung_job_does_not_keep_the_process_from_exiting(
     finally:
         if proc.poll() is None:
             proc.kill()
-        out, err = proc.communicate()
+        _out, err = proc.communicate()
     assert code == 0, err
     assert took <= 0.5 + 0.5 + 1.0, (took, err)  # stop timeout + grace + slack
     with jw.SQLiteQueue(str(tmp_path / "shop.sqlite3")) as queue:
