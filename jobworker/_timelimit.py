@@ -277,8 +277,8 @@ class Watchdog:
             run.recorded.set()
 
 
-def forget_at_exit(ident: int | None) -> bool:
-    """Let the interpreter exit without waiting for thread *ident*, which a job holds.
+def forget_at_exit(thread: threading.Thread) -> bool:
+    """Let the interpreter exit without waiting for *thread*, which a job holds.
 
     For a thread the worker has given up on (abandoned after its time
     limit, or still in its job when :meth:`~jobworker.JobWorker.stop` gave
@@ -289,17 +289,12 @@ def forget_at_exit(ident: int | None) -> bool:
     """
     locks = getattr(threading, "_shutdown_locks", None)
     guard = getattr(threading, "_shutdown_locks_lock", None)
-    if ident is None or locks is None or guard is None:
+    tstate_lock = getattr(thread, "_tstate_lock", None)
+    if locks is None or guard is None or tstate_lock is None:
         return False
-    for thread in threading.enumerate():
-        if thread.ident == ident:
-            tstate_lock = getattr(thread, "_tstate_lock", None)
-            if tstate_lock is None:
-                return False
-            with guard:
-                locks.discard(tstate_lock)
-            return True
-    return False
+    with guard:
+        locks.discard(tstate_lock)
+    return True
 
 
 def _stack_of(ident: int) -> str:

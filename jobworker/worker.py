@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any, Literal, TypeVar, cast
 
@@ -299,6 +300,8 @@ class JobWorker(abc.ABC):
         self._state = "new"  # guarded by _state_lock: new, running, stopped
         # The thread start_in_thread made, to join on stop; guarded by _state_lock.
         self._thread: threading.Thread | None = None
+        # The loop threads this worker made (start_in_thread, replacements).
+        self._made_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._heartbeat = _Heartbeat(self, heartbeat_interval)
         self._metrics_lock = threading.Lock()
         self._counts = dict.fromkeys(_COUNTERS, 0)  # guarded by _metrics_lock
@@ -422,7 +425,7 @@ class JobWorker(abc.ABC):
             self._abandoned.set()
             self._heartbeat.close()
             # The job's thread runs on, but must not keep the interpreter from exiting.
-            forget_at_exit(self._worker_ident)
+            self._forget_at_exit(self._worker_ident)
         return stopped
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
@@ -449,7 +452,18 @@ class JobWorker(abc.ABC):
 
     def _make_thread(self, target: Callable[[], None]) -> threading.Thread:
         name = f"jobworker-{self.get_worker_name()}-{next(_thread_numbers)}"
-        return threading.Thread(target=target, name=name, daemon=False)
+        thread = threading.Thread(target=target, name=name, daemon=False)
+        self._made_threads.add(thread)
+        return thread
+
+    def _forget_at_exit(self, ident: int | None) -> None:
+        """Let the interpreter exit without thread *ident*, if this worker made it.
+
+        A caller's own thread (running :meth:`start`) is the caller's to join.
+        """
+        for thread in list(self._made_threads):
+            if thread.ident == ident:
+                forget_at_exit(thread)
 
     def _is_worker_thread(self) -> bool:
         return self._worker_ident == threading.get_ident()
@@ -735,7 +749,7 @@ class JobWorker(abc.ABC):
         )
         if run.ident != self._worker_ident:
             return  # run_once in a caller's thread: no loop to move
-        forget_at_exit(run.ident)
+        self._forget_at_exit(run.ident)
         thread = self._make_thread(lambda: self._loop(first=False))
         with self._state_lock:
             self._worker_ident = None

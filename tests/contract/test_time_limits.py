@@ -254,3 +254,46 @@ def test_the_soft_limit_raises_the_flag_and_calls_the_hook(
         assert seen == [False] and hooked.is_set()
     finally:
         worker.close()
+
+
+def test_a_job_that_swallows_the_interrupt_has_its_result_refused(
+    make_queue: MakeQueue,
+    start_worker: Callable[[jw.JobWorker], threading.Thread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Stubborn(HangingWorker):
+        def execute_job(self, job: jw.AnyJob) -> Any:
+            assert jw.is_running_job(job)
+            try:
+                while not self.release.is_set():
+                    pass
+            except jw.JobTimeoutError:
+                # Swallowed: it tries to report progress and return a result anyway.
+                self.report_progress(job, {"late": True}, force=True)
+                return "too late"
+            return "released"
+
+    queue = make_queue(clock=SystemClock())
+    worker = Stubborn(queue, time_limit=LIMIT, time_limit_grace=5.0)
+    try:
+        start_worker(worker)
+        queue.create_job(jw.new_job("t", {}, id="s", max_retries=0))
+        failed = queue.wait_for_job(jw.job_id("s"), timeout=TIMEOUT)
+        assert isinstance(failed, jw.FailedJob) and failed.error.startswith("JobTimeoutError")
+        # The thread left within the grace period: not abandoned, and the
+        # worker goes on in the same thread.
+        queue.create_job(jw.new_job("t", {}, id="next"))
+        worker.release.set()
+        done = queue.wait_for_job(jw.job_id("next"), timeout=TIMEOUT)
+        assert isinstance(done, jw.CompleteJob) and done.result == "released"
+        assert queue.get_job(jw.job_id("s")) == failed
+        assert worker.get_metrics().abandoned == 0
+        assert "returned after its time limit; its result is refused" in caplog.text
+    finally:
+        worker.close()
+
+
+def test_a_bad_grace_period_is_refused(queue: jw.JobQueue) -> None:
+    for bad in (-1.0, float("inf"), float("nan"), "5"):
+        with pytest.raises(ValueError, match="time_limit_grace"):
+            HangingWorker(queue, time_limit_grace=bad)
