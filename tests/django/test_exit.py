@@ -51,7 +51,7 @@ HUNG_PROJECT = textwrap.dedent("""\
         "DATABASE": "default",
         "WORKERS": ["__main__.HungWorker"],
         "WORKER_OPTIONS": {"time_limit": float(sys.argv[1]), "time_limit_grace": 0.5},
-        "STOP_TIMEOUT": 0.5,
+        "STOP_TIMEOUT": 1.0,
     }
     job = enqueue("hang", {}, max_retries=0)
     start_workers()
@@ -64,7 +64,7 @@ HUNG_PROJECT = textwrap.dedent("""\
 @pytest.mark.xfail(
     sys.version_info >= (3, 13), reason="Python 3.13 waits for every non-daemon thread", strict=True
 )
-@pytest.mark.parametrize("limit", [0.5, 60.0], ids=["limit-reached", "limit-far"])
+@pytest.mark.parametrize("limit", [0.3, 60.0], ids=["limit-reached", "limit-far"])
 def test_a_hung_job_does_not_keep_the_process_from_exiting(
     tmp_path: pathlib.Path, limit: float
 ) -> None:
@@ -95,7 +95,7 @@ def test_a_hung_job_does_not_keep_the_process_from_exiting(
             proc.kill()
         _out, err = proc.communicate()
     assert code == 0, err
-    assert took <= 0.5 + 0.5 + 1.0, (took, err)  # stop timeout + grace + slack
+    assert took <= 1.0 + 0.5 + 1.0, (took, err)  # stop timeout + grace + slack
     with jw.SQLiteQueue(str(tmp_path / "shop.sqlite3")) as queue:
         job = queue.get_job(jw.job_id(job_id))
     assert job is not None
