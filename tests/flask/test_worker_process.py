@@ -247,9 +247,9 @@ _NO_DETACH = pytest.mark.xfail(
 def test_a_hung_job_does_not_keep_the_app_process_from_exiting(
     processes: list[Process], sqlite_url: str, limit: float
 ) -> None:
-    # Stop timeout 1 s, grace 0.5 s, a limit of 0.3 s or 60 s. With the limit reached first the thread
-    # is abandoned; with it far off, stop() gives up on the thread at its
-    # timeout. Either way the interpreter exits soon after.
+    # Stop timeout 1 s, grace 0.5 s, a limit of 0.3 s or 60 s. With the limit
+    # reached first the thread is abandoned; with it far off, stop() gives up
+    # on the thread at its timeout. Either way the interpreter exits soon after.
     process = Process([sys.executable, "-c", HUNG_APP, sqlite_url, str(limit)], flask_env())
     processes.append(process)
     job_id = process.expect(r"running (\w+)").group(1)
