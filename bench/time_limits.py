@@ -10,8 +10,9 @@ in alternating rounds of three kinds:
 It prints, for each kind, the median throughput by the wall clock and by
 the process's CPU time (jobs per CPU second: the machine's other load
 changes it far less), and the ratio of each limited kind to ``none``. The
-target (issue 11): a limit on every job costs at most 5% of the drain's
-throughput, that is a CPU ratio of at least 0.95. Compare ratios within one
+target (issue 11): a limit on every job (``per-job``) costs at most 5% of
+the drain's throughput, that is a CPU ratio of at least 0.95; ``worker`` is
+shown beside it. Compare ratios within one
 run only::
 
     .venv/bin/python bench/time_limits.py            # 20,000 jobs, 7 rounds
@@ -87,23 +88,25 @@ def main(argv: list[str] | None = None) -> int:
             wall[kind].append(by_wall)
             cpu[kind].append(by_cpu)
     print(f"memory drain, 1 worker thread, {args.jobs:,} jobs, {args.rounds} rounds (median)")
-    ratios = []
+    ratios: dict[str, float] = {}
     for label, rates in (("wall", wall), ("cpu", cpu)):
         base = statistics.median(rates["none"])
         for kind in kinds:
             median = statistics.median(rates[kind])
             ratio = median / base
-            if label == "cpu" and kind != "none":
-                ratios.append(ratio)
+            if label == "cpu":
+                ratios[kind] = ratio
             low, high = min(rates[kind]), max(rates[kind])
             print(
                 f"  {label:4} {kind:8} {median:9,.0f} jobs/s [{low:,.0f}-{high:,.0f}]"
                 f"  ratio {ratio:.3f}"
             )
-    worst = min(ratios)
-    met = worst >= 0.95
+    met = ratios["per-job"] >= 0.95
     verdict = "met" if met else "NOT met"
-    print(f"target: limited/none by CPU time >= 0.95: {verdict} (worst {worst:.3f})")
+    print(
+        f"target: per-job/none by CPU time >= 0.95: {verdict} ({ratios['per-job']:.3f}; "
+        f"worker default {ratios['worker']:.3f})"
+    )
     return 0 if met else 1
 
 
