@@ -116,5 +116,5 @@ def test_postgres_upgrades_a_version_1_schema_with_migrate(
     assert proc.returncode == 0, proc.stderr
     assert "upgraded the tables from schema version 1 to 3" in proc.stdout
     with jw.PostgresQueue(dsn, schema=schema, notify=False) as queue:
-        assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 3
+        assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 4
         check_upgraded(queue)

@@ -1,4 +1,4 @@
-"""A job's own time limit: jobworker's schema version 3 (the ``time_limit`` column)."""
+"""A job's own time limit: jobworker's schema version 4 (the ``time_limit`` column)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _upgrade(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = (("jobworker", "0002_attempts"),)
+    dependencies = (("jobworker", "0003_status_index"),)
 
     operations = (
         migrations.RunPython(_upgrade, migrations.RunPython.noop),
