@@ -16,6 +16,7 @@ __all__ = [
     "InvalidTransitionError",
     "JobCancelledError",
     "JobNotFoundError",
+    "JobTimeoutError",
     "JobworkerError",
     "LeaseLostError",
     "PayloadTooLargeError",
@@ -252,3 +253,21 @@ class JobCancelledError(JobworkerError):
     Raised from ``execute_job``, it ends the attempt as cancelled: if the job
     is not cancelled in the queue yet, the worker cancels it.
     """
+
+
+class JobTimeoutError(JobworkerError, TimeoutError):
+    """An attempt ran past its time limit.
+
+    It is the error recorded for the attempt (retried or failed as the retry
+    policy says), and the exception the worker raises asynchronously inside
+    the job's thread at the limit, so ``execute_job`` may catch it (or use
+    ``finally``) to clean up within the worker's ``time_limit_grace``.
+
+    :ivar limit: the limit in seconds, when known.
+    """
+
+    def __init__(
+        self, message: str = "the job ran past its time limit", *, limit: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 import os
 import uuid
 from typing import (
@@ -64,6 +65,7 @@ __all__ = [
     "UserId",
     "apply_update",
     "cancel",
+    "check_time_limit",
     "clean_text",
     "complete",
     "describe_error",
@@ -199,7 +201,22 @@ def _check_metadata(meta: JobMetadata) -> None:
             "metadata.run_after must be a timezone-aware datetime or None, "
             f"got {safe_repr(meta.run_after)}"
         )
+    check_time_limit("metadata.time_limit", meta.time_limit, error=InvalidJobError)
     check_unique(meta.unique_key, meta.unique_states)
+
+
+def check_time_limit(name: str, value: object, *, error: type[Exception] = ValueError) -> None:
+    """Raise *error* unless *value* is ``None`` or a finite number of seconds above 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    else:
+        ok = math.isfinite(value) and value > 0
+    if not ok:
+        raise error(
+            f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}"
+        )
 
 
 def _validate_metadata(instance: JobMetadata, attribute: object, value: Any) -> None:
@@ -216,7 +233,10 @@ class JobMetadata:
 
     A job runs at most ``1 + max_retries`` times. ``priority`` orders jobs
     (higher first, then oldest ``created``); a job is not claimed before
-    ``run_after``. A job with a ``unique_key`` holds it while its status is in
+    ``run_after``. ``time_limit`` is the most seconds one attempt may run
+    (``None``: the job type's or the worker's limit applies, if any; see
+    :meth:`JobWorker.get_time_limit <jobworker.JobWorker.get_time_limit>`).
+    A job with a ``unique_key`` holds it while its status is in
     ``unique_states`` (see :mod:`jobworker.unique`); no two jobs hold one key.
     """
 
@@ -228,6 +248,7 @@ class JobMetadata:
     max_retries: int = 3
     priority: int = 0
     run_after: _dt.datetime | None = None
+    time_limit: float | None = None
     unique_key: str | None = None
     unique_states: frozenset[str] = attrs.field(
         default=DEFAULT_UNIQUE_STATES, validator=_validate_metadata
@@ -417,6 +438,7 @@ def new_job(
     priority: int = 0,
     run_after: _dt.datetime | None = None,
     created: _dt.datetime | None = None,
+    time_limit: float | None = None,
     unique: Unique | None = None,
 ) -> PendingJob[P]:
     """Return a new pending job, with a random id and ``created`` now unless given.
@@ -438,6 +460,7 @@ def new_job(
             max_retries=max_retries,
             priority=priority,
             run_after=run_after,
+            time_limit=time_limit,
             unique_key=None if unique is None else unique.key_for(type, params, created),
             unique_states=DEFAULT_UNIQUE_STATES if unique is None else unique.states,
         ),

@@ -139,14 +139,18 @@ class Runner:
             self._threads.append(worker.start_in_thread())
             watcher = threading.Thread(
                 target=self._watch,
-                args=(self._threads[-1],),
+                args=(worker,),
                 name=f"{self._threads[-1].name}-watch",
-                daemon=False,
+                # It only watches: it must not keep the interpreter from
+                # exiting when a worker's thread is given up on.
+                daemon=True,
             )
             watcher.start()
 
-    def _watch(self, thread: threading.Thread) -> None:
-        thread.join()
+    def _watch(self, worker: JobWorker) -> None:
+        # The worker's loop, not its first thread: a thread a hung job holds
+        # is left behind while the loop goes on in a fresh one.
+        worker.wait_stopped()
         self._changed.set()
         self._wakeup.set()
 
@@ -196,7 +200,7 @@ class Runner:
         deadline = None if timeout is None else time.monotonic() + timeout
         # The watchers started with the workers say when a thread ends, and
         # stop_now() interrupts the wait.
-        while not self._stop_now.is_set() and any(t.is_alive() for t in self._threads):
+        while not self._stop_now.is_set() and any(not w.wait_stopped(0) for w in self.workers):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break

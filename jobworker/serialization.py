@@ -449,6 +449,7 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
             "max_retries": meta.max_retries,
             "priority": meta.priority,
             "run_after": _time(meta.run_after),
+            "time_limit": meta.time_limit,
         },
         "params": _loads(_dump(job.params, job_type.params, "params")),
     }
@@ -493,6 +494,7 @@ def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None)
             max_retries=raw["max_retries"],
             priority=raw.get("priority", 0),
             run_after=_parse_time(raw.get("run_after")),
+            time_limit=raw.get("time_limit"),
             unique_key=raw.get("unique_key"),
             unique_states=frozenset(raw.get("unique_states", DEFAULT_UNIQUE_STATES)),
         )

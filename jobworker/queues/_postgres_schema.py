@@ -112,9 +112,11 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+        4: (f"ALTER TABLE {jobs} ADD COLUMN time_limit double precision",),
         # Unique keys (see jobworker.unique): a key is held by the rows whose
         # status is in their own scope, and by one row at most.
-        4: (
+        5: (
             f"ALTER TABLE {jobs} ADD COLUMN unique_key text",
             f"ALTER TABLE {jobs} ADD COLUMN unique_states text",
             f"""CREATE UNIQUE INDEX {names.index("jobs_unique")} ON {jobs} (unique_key)
@@ -125,7 +127,7 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

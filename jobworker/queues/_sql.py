@@ -121,6 +121,7 @@ class SQLQueue(JobQueue):
     #: ``run_after_us`` equal to a parameter, NULL included.
     SAME_RUN_AFTER: ClassVar[str] = "run_after_us IS ?"
     SAME_ATTEMPTS: ClassVar[str] = "attempts IS ?"
+    SAME_TIME_LIMIT: ClassVar[str] = "time_limit IS ?"
     #: Conditions that a running row's values have the types a job needs,
     #: where the schema does not enforce them (see _update_fenced).
     WELL_TYPED: ClassVar[str] = ""
@@ -525,7 +526,8 @@ class SQLQueue(JobQueue):
             WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
             AND lease_until_us > {{now}} AND started_us = ? AND type = ? AND user_id = ?
             AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
-            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} {self.WELL_TYPED}
+            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} AND {self.SAME_TIME_LIMIT}
+            {self.WELL_TYPED}
             RETURNING params"""
         )
         try:
@@ -544,6 +546,7 @@ class SQLQueue(JobQueue):
                 meta.max_retries,
                 None if meta.run_after is None else to_us(meta.run_after),
                 attempts_to_json(history),
+                meta.time_limit,
             )
         except (TypeError, ValueError, OverflowError):
             return None  # a submitted time the general path does not read anyway

@@ -86,9 +86,11 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status = 'pending'
         """,
     ),
+    # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+    4: ("ALTER TABLE jobworker_jobs ADD COLUMN time_limit REAL",),
     # Unique keys (see jobworker.unique): a key is held by the rows whose status
     # is in their own scope, and by one row at most.
-    4: (
+    5: (
         "ALTER TABLE jobworker_jobs ADD COLUMN unique_key TEXT",
         "ALTER TABLE jobworker_jobs ADD COLUMN unique_states TEXT",
         """

@@ -228,6 +228,7 @@ class PostgresQueue(SQLQueue):
     KEY = "id"
     SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
     SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
+    SAME_TIME_LIMIT = "time_limit IS NOT DISTINCT FROM CAST(? AS double precision)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
     HELD = "unique_key IS NOT NULL AND strpos(unique_states, ',' || status || ',') > 0"

@@ -49,7 +49,7 @@ def url(tmp_path: pathlib.Path) -> str:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     proc = jobworker("migrate", url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"jobworker migrate: {url}: created the tables at schema version 4\n"
+    assert proc.stdout == f"jobworker migrate: {url}: created the tables at schema version 5\n"
     return url
 
 

@@ -158,10 +158,10 @@ def test_the_postgresql_options_may_come_before_the_command() -> None:
 def test_migrate_says_created_then_already_current(tmp_path: pathlib.Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     first = jobworker("migrate", url)
-    assert first.stdout == f"jobworker migrate: {url}: created the tables at schema version 4\n"
+    assert first.stdout == f"jobworker migrate: {url}: created the tables at schema version 5\n"
     again = jobworker("migrate", url)
     assert again.stdout == (
-        f"jobworker migrate: {url}: the tables were already at the current schema version 4\n"
+        f"jobworker migrate: {url}: the tables were already at the current schema version 5\n"
     )
 
 
@@ -171,10 +171,10 @@ def test_migrate_on_postgresql_names_schema_and_prefix() -> None:
     try:
         first = jobworker("migrate", dsn, "--schema", schema)
         assert first.stdout.endswith(
-            f"(schema {schema}, prefix jobworker_): created the tables at schema version 4\n"
+            f"(schema {schema}, prefix jobworker_): created the tables at schema version 5\n"
         ), first.stdout + first.stderr
         again = jobworker("migrate", dsn, "--schema", schema)
-        assert "already at the current schema version 4" in again.stdout
+        assert "already at the current schema version 5" in again.stdout
     finally:
         drop_schema(schema)
 

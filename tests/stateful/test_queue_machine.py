@@ -15,6 +15,7 @@ import atexit
 import datetime as dt
 import os
 import tempfile
+import time
 from typing import Any, ClassVar
 
 import attrs
@@ -45,8 +46,15 @@ RECOVERY = jw.RetryPolicy.immediate()
 TYPES = ("a", "b")
 
 
+#: The time limit of a ``hang`` job: its attempt times out in the worker.
+HANG_LIMIT = 0.05
+
+
 class ScriptedWorker(jw.JobWorker):
-    """Does what the job's params say: ``ok``, ``raise`` or ``permanent``."""
+    """Does what the job's params say: ``ok``, ``raise``, ``permanent`` or ``hang``.
+
+    A ``hang`` job computes until its time limit interrupts it.
+    """
 
     def get_worker_name(self) -> str:
         return "scripted"
@@ -60,6 +68,12 @@ class ScriptedWorker(jw.JobWorker):
             raise ValueError("scripted failure")
         if behaviour == "permanent":
             raise jw.PermanentJobError("scripted permanent failure")
+        if behaviour == "hang":
+            deadline = time.monotonic() + 60.0
+            spins = 0
+            while time.monotonic() < deadline:
+                spins += 1
+            raise AssertionError(f"the time limit never interrupted the job ({spins} spins)")
         return {"done": job.metadata.id}
 
 
@@ -181,7 +195,7 @@ class QueueMachine(RuleBasedStateMachine):
                 st.sampled_from(TYPES),
                 st.integers(-1, 1),
                 st.integers(0, 3),
-                st.sampled_from(["ok", "ok", "raise", "permanent"]),
+                st.sampled_from(["ok", "ok", "raise", "permanent", "hang"]),
                 st.sampled_from([0, 0, 5, 60]),
                 UNIQUE,
             ),
@@ -210,6 +224,7 @@ class QueueMachine(RuleBasedStateMachine):
                 run_after=run_after,
                 created=created,
                 unique=scope,
+                time_limit=HANG_LIMIT if behaviour == "hang" else None,
             )
             holder = self.key_holder(new.metadata.unique_key)
             if holder is not None:
@@ -290,6 +305,14 @@ class QueueMachine(RuleBasedStateMachine):
             permanent = expected.behaviour == "permanent"
             self.attempt_failed(expected, POLICY.delay(expected.retry_count), permanent=permanent)
             assert outcome.status == ("retry" if expected.status == "pending" else "failed")
+            # The timeout transition: the watchdog recorded the attempt failed
+            # under its claim, at the limit, with a JobTimeoutError.
+            timed_out = isinstance(outcome.error, jw.JobTimeoutError)
+            assert timed_out == (expected.behaviour == "hang")
+            if timed_out:
+                (last, *_) = reversed(outcome.job.attempts)
+                assert last.error is not None and last.error.type_name == "JobTimeoutError"
+                assert "time limit of 0.05s" in last.error.message
 
     def _write(self, job: Any, new: jw.AnyJob) -> jw.AnyJob | None:
         """update_job(new, "running") under *job*'s claim; None when the model says it fails."""

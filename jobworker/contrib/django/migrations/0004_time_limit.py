@@ -1,4 +1,4 @@
-"""Unique keys: jobworker's schema version 4 (``unique_key``, ``unique_states``, their index)."""
+"""A job's own time limit: jobworker's schema version 4 (the ``time_limit`` column)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,7 @@ class Migration(migrations.Migration):
         migrations.RunPython(_upgrade, migrations.RunPython.noop),
         migrations.AddField(
             model_name="job",
-            name="unique_key",
-            field=models.TextField(null=True),
-        ),
-        migrations.AddField(
-            model_name="job",
-            name="unique_states",
-            field=models.TextField(null=True),
+            name="time_limit",
+            field=models.FloatField(null=True),
         ),
     )
