@@ -114,7 +114,8 @@ def test_postgres_upgrades_a_version_1_schema_with_migrate(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert f"upgraded the tables from schema version 1 to {_postgres_schema.SCHEMA_VERSION}" in proc.stdout
+    upgraded = f"upgraded the tables from schema version 1 to {_postgres_schema.SCHEMA_VERSION}"
+    assert upgraded in proc.stdout
     with jw.PostgresQueue(dsn, schema=schema, notify=False) as queue:
         assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 5
         check_upgraded(queue)
