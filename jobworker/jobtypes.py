@@ -19,18 +19,26 @@ import attrs
 
 from .errors import UnknownJobTypeError, safe_repr
 from .throttling import TypeLimits
+from .model import check_time_limit
 
 __all__ = ["JobType", "JobTypeRegistry"]
 
 
 @attrs.frozen
 class JobType:
-    """The value classes of one job type; ``None`` means plain JSON values."""
+    """The value classes of one job type (``None`` means plain JSON values) and its time limits.
+
+    ``time_limit`` and ``soft_time_limit`` are seconds, ``None`` for none:
+    they apply to jobs of this type that carry no limit of their own (see
+    :meth:`JobWorker.get_time_limit <jobworker.JobWorker.get_time_limit>`).
+    """
 
     name: str
     params: Any = None
     progress: Any = None
     result: Any = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
 
 
 _PLAIN = JobType(name="")
@@ -59,17 +67,37 @@ class JobTypeRegistry:
         self._types: dict[str, JobType] = {}
         # Replaced whole under _lock, never mutated: a claim reads it without a lock.
         self._limits: Mapping[str, TypeLimits] = MappingProxyType({})
+        #: Whether a registered type has a time limit (so workers with none of
+        #: their own can skip looking one up for every job).
+        self.has_time_limits = False
 
     def register(
-        self, name: str, *, params: Any = None, progress: Any = None, result: Any = None
+        self,
+        name: str,
+        *,
+        params: Any = None,
+        progress: Any = None,
+        result: Any = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
     ) -> JobType:
-        """Register job type *name* with its value classes and return it.
+        """Register job type *name* with its value classes and time limits, and return it.
 
-        :raises ValueError: *name* is empty or already registered differently.
+        :raises ValueError: *name* is empty or already registered differently,
+            or a limit is not a finite number of seconds above 0.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"a job type name must be a non-empty string, got {safe_repr(name)}")
-        job_type = JobType(name=name, params=params, progress=progress, result=result)
+        check_time_limit("time_limit", time_limit)
+        check_time_limit("soft_time_limit", soft_time_limit)
+        job_type = JobType(
+            name=name,
+            params=params,
+            progress=progress,
+            result=result,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+        )
         with self._lock:
             existing = self._types.get(name)
             if existing is not None and existing != job_type:
@@ -77,6 +105,8 @@ class JobTypeRegistry:
                     f"job type {safe_repr(name)} is already registered as {safe_repr(existing)}"
                 )
             self._types = {**self._types, name: job_type}
+            if time_limit is not None or soft_time_limit is not None:
+                self.has_time_limits = True
         return job_type
 
     def get(self, name: str) -> JobType:
@@ -131,6 +161,10 @@ class JobTypeRegistry:
     def limits(self) -> Mapping[str, TypeLimits]:
         """Every job type's limits, as a read-only mapping (a snapshot)."""
         return self._limits
+
+    def find(self, name: str) -> JobType | None:
+        """Return the registered job type *name*, or ``None``; never raises."""
+        return self._types.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._types

@@ -74,6 +74,8 @@ PROJECTS: dict[str, Project] = {
             Entry("collections.abc.Callable", "py:class", "library/collections.abc.html#$"),
             Entry("collections.abc.Mapping", "py:class", "library/collections.abc.html#$"),
             Entry("datetime.datetime", "py:class", "library/datetime.html#$"),
+            Entry("datetime.timedelta", "py:class", "library/datetime.html#$"),
+            Entry("zoneinfo", "py:module", "library/zoneinfo.html#module-$"),
             Entry("float", "py:class", "library/functions.html#$"),
             Entry("int", "py:class", "library/functions.html#$"),
             Entry("multiprocessing", "py:module", "library/multiprocessing.html#module-$"),

@@ -116,9 +116,20 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+        4: (f"ALTER TABLE {jobs} ADD COLUMN time_limit double precision",),
+        # Unique keys (see jobworker.unique): a key is held by the rows whose
+        # status is in their own scope, and by one row at most.
+        5: (
+            f"ALTER TABLE {jobs} ADD COLUMN unique_key text",
+            f"ALTER TABLE {jobs} ADD COLUMN unique_states text",
+            f"""CREATE UNIQUE INDEX {names.index("jobs_unique")} ON {jobs} (unique_key)
+                WHERE unique_key IS NOT NULL
+                AND strpos(unique_states, ',' || status || ',') > 0""",
+        ),
         # Pauses and rate windows per job type (see queues/_sql_limits.py), and
         # running jobs by type, which a claim of a limited type counts.
-        4: (
+        6: (
             f"""CREATE TABLE {names.controls} (
                 type text PRIMARY KEY,
                 paused integer NOT NULL DEFAULT 0,
@@ -131,7 +142,7 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 6
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

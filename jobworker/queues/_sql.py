@@ -47,12 +47,14 @@ from typing import Any, ClassVar, Final, TypeVar, cast
 
 from ..attempts import MAX_ATTEMPTS_KEPT, attempts_to_json
 from ..errors import (
+    DuplicateJobError,
     InvalidJobError,
     JobNotFoundError,
     JobworkerError,
     LeaseLostError,
     QueueClosedError,
     StaleJobError,
+    UniqueKeyTakenError,
     WaitTimeoutError,
     safe_repr,
 )
@@ -69,6 +71,7 @@ from ..model import (
     apply_update,
     cancel,
     fail_or_retry,
+    holds_unique_key,
     new_claim,
     release,
     text_problem,
@@ -120,9 +123,15 @@ class SQLQueue(LimitsMixin, JobQueue):
     #: ``run_after_us`` equal to a parameter, NULL included.
     SAME_RUN_AFTER: ClassVar[str] = "run_after_us IS ?"
     SAME_ATTEMPTS: ClassVar[str] = "attempts IS ?"
+    SAME_TIME_LIMIT: ClassVar[str] = "time_limit IS ?"
     #: Conditions that a running row's values have the types a job needs,
     #: where the schema does not enforce them (see _update_fenced).
     WELL_TYPED: ClassVar[str] = ""
+    #: The condition that a row holds its unique key (see jobworker.unique):
+    #: the predicate of the unique index on ``unique_key``.
+    HELD: ClassVar[str] = (
+        "unique_key IS NOT NULL AND instr(unique_states, ',' || status || ',') > 0"
+    )
     #: The time now, in a statement that writes or checks a lease: an
     #: expression of one parameter (the queue's clock, read before the
     #: statement) evaluated when the statement runs, after its waits.
@@ -183,6 +192,31 @@ class SQLQueue(LimitsMixin, JobQueue):
 
         :raises DuplicateJobError: the id exists (and *tx* can go on).
         """
+
+    def _conflict(self, tx: Tx, stored: PendingJob[str]) -> Exception | None:
+        """Say why *stored* was not inserted: its id or its unique key is taken.
+
+        Returns the error to raise, or ``None`` when neither is taken any
+        more (the holder let its key go since the insert): then insert again.
+        """
+        meta = stored.metadata
+        if tx.execute(self._q("SELECT 1 FROM {t} WHERE id = ?"), (meta.id,)).fetchone():
+            return DuplicateJobError(meta.id)
+        if meta.unique_key is None:
+            return None
+        holder = self._key_holder(tx, meta.unique_key)
+        return None if holder is None else UniqueKeyTakenError(meta.unique_key, holder, meta.id)
+
+    def _key_holder(self, tx: Tx, key: str) -> str | None:
+        """Return the id of the job that holds *key*, if any."""
+        row = tx.execute(
+            self._q(f"SELECT id FROM {{t}} WHERE unique_key = ? AND {self.HELD}"), (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        """Return whether *exc*, raised by a statement, is a unique constraint's refusal."""
+        return False
 
     def _announce(self, tx: Tx, job_type: str) -> None:
         """Tell other processes, within *tx*, that a job of *job_type* is ready."""
@@ -438,7 +472,22 @@ class SQLQueue(LimitsMixin, JobQueue):
         now = self._now_us()  # after the row's lock: a lease is judged at the write
         stored = self._expire_row(tx, row, self._load(tx, row), now)
         new = apply_update(stored, submitted, expected, now=from_us(now), claim=claim)
-        self._store(tx, new, row[-1] if new.status == "running" else None)
+        key = new.metadata.unique_key
+        takes_key = key is not None and holds_unique_key(new) and not holds_unique_key(stored)
+        if takes_key:
+            # A requeue into the key's scope. The unique index decides; this
+            # read only names the holder in the error (and spares PostgreSQL
+            # an aborted transaction in the usual case).
+            assert key is not None
+            holder = self._key_holder(tx, key)
+            if holder is not None:
+                raise UniqueKeyTakenError(key, holder, job_id)
+        try:
+            self._store(tx, new, row[-1] if new.status == "running" else None)
+        except Exception as exc:  # broad: each driver has its own integrity error class
+            if takes_key and key is not None and self._is_unique_violation(exc):
+                raise UniqueKeyTakenError(key, None, job_id) from None
+            raise
         if new.status == "pending":
             self._announce(tx, new.metadata.type)
         return new
@@ -488,7 +537,8 @@ class SQLQueue(LimitsMixin, JobQueue):
             WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
             AND lease_until_us > {{now}} AND started_us = ? AND type = ? AND user_id = ?
             AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
-            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} {self.WELL_TYPED}
+            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} AND {self.SAME_TIME_LIMIT}
+            {self.WELL_TYPED}
             RETURNING params"""
         )
         try:
@@ -507,6 +557,7 @@ class SQLQueue(LimitsMixin, JobQueue):
                 meta.max_retries,
                 None if meta.run_after is None else to_us(meta.run_after),
                 attempts_to_json(history),
+                meta.time_limit,
             )
         except (TypeError, ValueError, OverflowError):
             return None  # a submitted time the general path does not read anyway

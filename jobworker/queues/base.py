@@ -16,7 +16,7 @@ import attrs
 
 from .._limits import MAX_OFFSET, MAX_TEXT_LENGTH
 from ..clock import Clock, SystemClock, to_us
-from ..errors import InvalidJobError, safe_repr
+from ..errors import InvalidJobError, UniqueKeyTakenError, safe_repr
 from ..jobtypes import JobTypeRegistry
 from ..model import (
     _JOB_CLASSES,
@@ -32,6 +32,7 @@ from ..model import (
     clean_text,
     complete,
     text_problem,
+    holds_unique_key,
     validate_job,
 )
 from ..retry import RetryPolicy
@@ -111,6 +112,8 @@ class JobQueue(abc.ABC):
         params are encoded and decoded again first.
 
         :raises DuplicateJobError: a job with this id exists.
+        :raises UniqueKeyTakenError: the job has a unique key that another job
+            holds (a :class:`DuplicateJobError` too); see :meth:`create_or_get_job`.
         :raises InvalidJobError: the job is not a consistent pending job, its
             id, type or user id is longer than :data:`MAX_TEXT_LENGTH`
             characters, or its type is unknown to a strict registry.
@@ -212,6 +215,31 @@ class JobQueue(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot count jobs by type")
 
     # -- beyond the guide ---------------------------------------------------------------
+
+    def create_or_get_job(self, job: PendingJob[P]) -> tuple[AnyJob, bool]:
+        """Store *job*, or return the job that holds its unique key; say which.
+
+        Returns ``(job as stored, True)``, or ``(the holder, False)`` when
+        another job holds *job*'s unique key. The store decides (its unique
+        constraint), never a read before the insert; a holder that lets the
+        key go before it can be read is raced again, so under any number of
+        concurrent callers exactly one creates and the others get that job.
+
+        :raises DuplicateJobError: a job with *job*'s id exists.
+        :raises InvalidJobError: as :meth:`create_job`.
+        """
+        while True:
+            try:
+                return self.create_job(job), True
+            except UniqueKeyTakenError as exc:
+                holder = None if exc.holder_id is None else self.get_job(exc.holder_id)
+                if (
+                    holder is not None
+                    and holder.metadata.unique_key == exc.unique_key
+                    and (holds_unique_key(holder))
+                ):
+                    return holder, False
+                # The holder let the key go meanwhile: try to take it again.
 
     @abc.abstractmethod
     def pause_type(self, job_type: str) -> bool:

@@ -42,6 +42,7 @@ from ..errors import (
     DuplicateJobError,
     JobNotFoundError,
     QueueClosedError,
+    UniqueKeyTakenError,
     WaitTimeoutError,
     safe_repr,
 )
@@ -61,6 +62,7 @@ from ..model import (
     cancel,
     complete,
     fail_or_retry,
+    holds_unique_key,
     new_claim,
     release,
     start,
@@ -189,6 +191,8 @@ class MemoryQueue(JobQueue):
         self._paused: set[str] = set()  # guarded: paused job types
         # guarded: type -> its latest start times (us), for its rate limit
         self._starts: dict[str, list[int]] = {}
+        # guarded: unique key -> the id of the one job that holds it (see jobworker.unique)
+        self._holders: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryQueue jobs={len(self._jobs)} closed={self._closed}>"
@@ -212,8 +216,25 @@ class MemoryQueue(JobQueue):
         self._due(now)
         return now
 
+    def _check_key(self, job: AnyJob, old: AnyJob | None) -> None:
+        """Refuse to store *job* over *old* if that would make a second holder of its key."""
+        key = job.metadata.unique_key
+        if key is None or not holds_unique_key(job) or (old is not None and holds_unique_key(old)):
+            return
+        holder = self._holders.get(key)
+        if holder is not None and holder != job.metadata.id:
+            raise UniqueKeyTakenError(key, holder, job.metadata.id)
+
     def _set(self, job: AnyJob, old: AnyJob | None) -> None:
         job_id = job.metadata.id
+        key = job.metadata.unique_key
+        if key is not None:
+            # The scope includes pending and running, so a claim (_claim) never
+            # changes who holds a key: only here does a job take or let go of one.
+            if holds_unique_key(job):
+                self._holders[key] = job_id
+            elif old is not None and holds_unique_key(old):
+                del self._holders[key]
         self._jobs[job_id] = job
         counts = self._counts
         if old is not None:
@@ -433,6 +454,7 @@ class MemoryQueue(JobQueue):
             self._enter()
             if stored.metadata.id in self._jobs:
                 raise DuplicateJobError(stored.metadata.id)
+            self._check_key(stored, None)
             self._set(stored, None)
         # The stored form holds text; the caller gets params of its own type back.
         return created
@@ -454,6 +476,7 @@ class MemoryQueue(JobQueue):
             if stored is None:
                 raise JobNotFoundError(submitted.metadata.id)
             new = apply_update(stored, submitted, expected, now=now, claim=claim)
+            self._check_key(new, stored)
             if new.status == "running":
                 self._jobs[new.metadata.id] = new  # progress: no index changes
             else:
@@ -723,6 +746,9 @@ class MemoryQueue(JobQueue):
             ]
             for job in old:
                 del self._jobs[job.metadata.id]
+                key = job.metadata.unique_key
+                if key is not None and self._holders.get(key) == job.metadata.id:
+                    del self._holders[key]
                 self._arrival.pop(job.metadata.id, None)
                 self._counts[job.status] -= 1
             return len(old)

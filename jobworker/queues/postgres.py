@@ -229,11 +229,13 @@ class PostgresQueue(SQLQueue):
     KEY = "id"
     SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
     SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
+    SAME_TIME_LIMIT = "time_limit IS NOT DISTINCT FROM CAST(? AS double precision)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
     # A job's concurrency key: its params field as text; '' if missing or null
     # (as throttling.key_of).
     KEY_SQL = "COALESCE(CAST(params AS jsonb) ->> CAST(? AS text), '')"
+    HELD = "unique_key IS NOT NULL AND strpos(unique_states, ',' || status || ',') > 0"
 
     def __init__(
         self,
@@ -430,11 +432,18 @@ class PostgresQueue(SQLQueue):
         # an inserted row, and is delivered at commit.
         marks = ", ".join(["%s"] * (N_COLUMNS + 1))
         returning = "pg_notify(%s, type)" if self.notify else "1"
+        # No conflict target: a taken unique key (a partial unique index) is
+        # left out without an error too; _conflict then says which was taken.
         sql = f"""INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})
-            ON CONFLICT (id) DO NOTHING RETURNING {returning}"""
+            ON CONFLICT DO NOTHING RETURNING {returning}"""
         args = (*values_of(stored), None, *((self.names.channel,) if self.notify else ()))
-        if not tx.execute(sql, args).fetchall():
-            raise DuplicateJobError(stored.metadata.id)
+        while not tx.execute(sql, args).fetchall():
+            error = self._conflict(tx, stored)
+            if error is not None:
+                raise error
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
 
     def _insert_once(self, tx: Tx, stored: PendingJob[str], tries: list[int]) -> None:
         """Insert, telling a duplicate apart from this call's own insert run twice."""

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
-from ..errors import BackendError, DuplicateJobError, QueueClosedError
+from ..errors import BackendError, QueueClosedError
 from ..model import AnyJob, JobId, P, PendingJob
 from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
@@ -225,13 +225,17 @@ class SQLiteQueue(SQLQueue):
 
     def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
         marks = ", ".join("?" * (N_COLUMNS + 1))
-        try:
-            tx.execute(
-                f"INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})",
-                (*values_of(stored), None),
-            )
-        except sqlite3.IntegrityError:
-            raise DuplicateJobError(stored.metadata.id) from None
+        # ON CONFLICT DO NOTHING: a taken id or unique key leaves the caller's
+        # transaction usable; _conflict then says which was taken.
+        sql = f"""INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})
+            ON CONFLICT DO NOTHING"""
+        while not tx.execute(sql, (*values_of(stored), None)).rowcount:
+            error = self._conflict(tx, stored)
+            if error is not None:
+                raise error
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError)
 
     # -- transactional enqueue ----------------------------------------------------------------
 

@@ -24,6 +24,8 @@ from jobworker.contrib.django import build_workers, get_queue, get_settings
         ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT must be a number"),
         ({"LIMITS": {"export": {"concurrency": 0}}}, "LIMITS: the limits of 'export'"),
         ({"LIMITS": {"export": {"burst": 2}}}, "unknown options"),
+        ({"SCHEDULES": "0 3 * * *"}, "SCHEDULES must be a list"),
+        ({"SCHEDULES": [{"name": "n", "when": "0 3 *", "job_type": "t"}]}, "SCHEDULES a cron"),
     ],
 )
 def test_bad_settings_are_refused_clearly(jobworker: dict[str, object], message: str) -> None:
@@ -36,6 +38,22 @@ def test_a_worker_that_is_not_a_django_worker_is_refused(sqlite_db: str) -> None
         build_workers(["jobworker.MemoryQueue"])
     with pytest.raises(ImproperlyConfigured, match="cannot import"):
         build_workers(["tests.django.shop.workers.Nothing"])
+
+
+def test_schedules_are_read_from_the_settings() -> None:
+    nightly = {
+        "name": "nightly",
+        "when": "0 3 * * *",
+        "job_type": "report",
+        "timezone": "Europe/Paris",
+    }
+    with override_settings(JOBWORKER={"SCHEDULES": [nightly]}):
+        (schedule,) = get_settings().schedules
+    assert (schedule.name, schedule.job_type, str(schedule.when.tz)) == (
+        "nightly",
+        "report",
+        "Europe/Paris",
+    )  # type: ignore[union-attr]
 
 
 def test_build_workers_from_the_settings(sqlite_db: str) -> None:

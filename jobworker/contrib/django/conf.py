@@ -11,6 +11,7 @@ Every key is optional::
         "WORKER_OPTIONS": {},    # keyword arguments of every worker
         "STOP_TIMEOUT": 60.0,    # seconds the workers get to finish on stop
         "LIMITS": {},            # job type -> {"concurrency", "key", "rate", "period"}
+        "SCHEDULES": [],         # jobworker.schedules.Schedule objects, or dicts of their arguments
     }
 
 It is read at call time, never cached, so ``override_settings`` and Django's
@@ -28,6 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
 from ...throttling import TypeLimits, limits_from_mapping
+from ...schedules import Schedule, schedules_from_config
 
 __all__ = ["JobworkerSettings", "get_settings"]
 
@@ -41,6 +43,7 @@ _KEYS: Final = frozenset(
         "WORKER_OPTIONS",
         "STOP_TIMEOUT",
         "LIMITS",
+        "SCHEDULES",
     }
 )
 
@@ -57,6 +60,7 @@ class JobworkerSettings:
     worker_options: Mapping[str, Any] = attrs.field(factory=dict)
     stop_timeout: float | None = 60.0
     limits: Mapping[str, TypeLimits] = attrs.field(factory=dict)
+    schedules: tuple[Schedule, ...] = ()
 
 
 def _fail(message: str) -> ImproperlyConfigured:
@@ -98,6 +102,9 @@ def get_settings() -> JobworkerSettings:
         limits = limits_from_mapping(raw.get("LIMITS", {}))
     except ValueError as exc:
         raise _fail(f"LIMITS: {exc}") from None
+        schedules = schedules_from_config(raw.get("SCHEDULES", ()))
+    except ValueError as exc:
+        raise _fail(f"SCHEDULES {exc}") from None
     return JobworkerSettings(
         database=database,
         workers=tuple(workers),
@@ -107,4 +114,5 @@ def get_settings() -> JobworkerSettings:
         worker_options=dict(raw.get("WORKER_OPTIONS", {})),
         stop_timeout=None if stop_timeout is None else float(stop_timeout),
         limits=limits,
+        schedules=schedules,
     )

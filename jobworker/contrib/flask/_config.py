@@ -21,6 +21,7 @@ from ...queues.memory import MemoryQueue
 from ...queues.sqlite import SQLiteQueue
 from ...redact import mask_secrets
 from ...throttling import TypeLimits, limits_from_mapping
+from ...schedules import Schedule, schedules_from_config
 from ...worker import JobWorker
 
 __all__ = ["DEFAULTS", "ConfigurationError", "Settings", "read_settings", "redact_url"]
@@ -34,6 +35,7 @@ DEFAULTS: Mapping[str, Any] = {
     "JOBWORKER_START_WORKERS": False,
     "JOBWORKER_STOP_TIMEOUT": 60.0,
     "JOBWORKER_LIMITS": {},
+    "JOBWORKER_SCHEDULES": (),
 }
 
 _URL_PREFIXES = ("memory:", "sqlite:///", "postgresql://", "postgres://")
@@ -64,6 +66,8 @@ class Settings:
     stop_timeout: float | None
     #: Job type -> its concurrency and rate limits, set on the queue's registry.
     limits: Mapping[str, TypeLimits] = attrs.field(factory=dict)
+    #: Run beside the workers, by ``flask jobworker worker`` and ``start_workers``.
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def is_memory(self) -> bool:
@@ -126,6 +130,11 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         raise ConfigurationError(str(exc), key="JOBWORKER_LIMITS") from None
     return Settings(
         limits=limits,
+        schedules = schedules_from_config(options["JOBWORKER_SCHEDULES"])
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), key="JOBWORKER_SCHEDULES") from None
+    return Settings(
+        schedules=schedules,
         queue=queue,
         queue_options=queue_options,
         workers=workers,

@@ -13,6 +13,7 @@ from ...errors import QueueClosedError, WorkerStateError
 from ...model import PendingJob, new_job
 from ...queues.base import JobQueue
 from ...runner import Runner
+from ...schedules import Scheduler
 from ...tasks import JobHandle, Task
 from ...tasks._types import TaskParams, TaskReturn
 from ...urls import open_queue
@@ -108,8 +109,13 @@ class AppState:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc), key="JOBWORKER_WORKER_OPTIONS") from exc
 
+    def create_scheduler(self, queue: JobQueue) -> Scheduler | None:
+        """Return a scheduler of ``JOBWORKER_SCHEDULES`` on *queue* (``None``: there are none)."""
+        schedules = self.settings.schedules
+        return Scheduler(queue, schedules) if schedules else None
+
     def start_workers(self) -> bool:
-        """Start the configured workers in threads; ``False`` if they run already.
+        """Start the configured workers (and schedules) in threads; ``False`` if they run already.
 
         :raises WorkerStateError: no worker is configured, or the interpreter
             is exiting.
@@ -120,8 +126,13 @@ class AppState:
         with self._lock:
             if self._runner is not None:
                 return False
-            workers = self._build_workers(self._get_queue_locked(), self.settings.concurrency)
-            runner = Runner(workers, stop_timeout=self.settings.stop_timeout)
+            queue = self._get_queue_locked()
+            workers = self._build_workers(queue, self.settings.concurrency)
+            runner = Runner(
+                workers,
+                stop_timeout=self.settings.stop_timeout,
+                scheduler=self.create_scheduler(queue),
+            )
             _exit.register(self)
             try:
                 runner.start()

@@ -1,10 +1,10 @@
-"""Pause job types and limit them: jobworker's schema version 4 (the controls table)."""
+"""A job's own time limit: jobworker's schema version 4 (the ``time_limit`` column)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import migrations
+from django.db import migrations, models
 
 from jobworker.contrib.django.queues import create_tables
 
@@ -17,4 +17,11 @@ def _upgrade(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     dependencies = (("jobworker", "0003_status_index"),)
 
-    operations = (migrations.RunPython(_upgrade, migrations.RunPython.noop),)
+    operations = (
+        migrations.RunPython(_upgrade, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="job",
+            name="time_limit",
+            field=models.FloatField(null=True),
+        ),
+    )
