@@ -35,8 +35,8 @@ from ._cli_common import (
 )
 from ._cli_dashboard import add_dashboard_command
 from ._cli_jobs import add_job_commands
-from ._cli_types import add_type_commands
 from ._cli_schedules import add_schedules_command
+from ._cli_types import add_type_commands
 from ._cli_worker import add_worker_command
 from .demo import run_demo
 from .errors import BackendError, InvalidJobError, JobNotFoundError, JobworkerError

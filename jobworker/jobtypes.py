@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 
 from .errors import UnknownJobTypeError, safe_repr
-from .throttling import TypeLimits
 from .model import check_time_limit
+from .throttling import TypeLimits
 
 __all__ = ["JobType", "JobTypeRegistry"]
 

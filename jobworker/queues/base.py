@@ -31,8 +31,8 @@ from ..model import (
     RunningJob,
     clean_text,
     complete,
-    text_problem,
     holds_unique_key,
+    text_problem,
     validate_job,
 )
 from ..retry import RetryPolicy

@@ -28,8 +28,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
-from ...throttling import TypeLimits, limits_from_mapping
 from ...schedules import Schedule, schedules_from_config
+from ...throttling import TypeLimits, limits_from_mapping
 
 __all__ = ["JobworkerSettings", "get_settings"]
 
@@ -102,6 +102,7 @@ def get_settings() -> JobworkerSettings:
         limits = limits_from_mapping(raw.get("LIMITS", {}))
     except ValueError as exc:
         raise _fail(f"LIMITS: {exc}") from None
+    try:
         schedules = schedules_from_config(raw.get("SCHEDULES", ()))
     except ValueError as exc:
         raise _fail(f"SCHEDULES {exc}") from None

@@ -20,8 +20,8 @@ from ...queues.base import JobQueue
 from ...queues.memory import MemoryQueue
 from ...queues.sqlite import SQLiteQueue
 from ...redact import mask_secrets
-from ...throttling import TypeLimits, limits_from_mapping
 from ...schedules import Schedule, schedules_from_config
+from ...throttling import TypeLimits, limits_from_mapping
 from ...worker import JobWorker
 
 __all__ = ["DEFAULTS", "ConfigurationError", "Settings", "read_settings", "redact_url"]
@@ -128,12 +128,12 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         limits = limits_from_mapping(options["JOBWORKER_LIMITS"])
     except ValueError as exc:
         raise ConfigurationError(str(exc), key="JOBWORKER_LIMITS") from None
-    return Settings(
-        limits=limits,
+    try:
         schedules = schedules_from_config(options["JOBWORKER_SCHEDULES"])
     except ValueError as exc:
         raise ConfigurationError(str(exc), key="JOBWORKER_SCHEDULES") from None
     return Settings(
+        limits=limits,
         schedules=schedules,
         queue=queue,
         queue_options=queue_options,
