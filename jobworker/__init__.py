@@ -18,6 +18,7 @@ from .errors import (
     InvalidTransitionError,
     JobCancelledError,
     JobNotFoundError,
+    JobTimeoutError,
     JobworkerError,
     LeaseLostError,
     PayloadTooLargeError,
@@ -27,6 +28,7 @@ from .errors import (
     RetryJobError,
     SerializationError,
     StaleJobError,
+    UniqueKeyTakenError,
     UnknownJobTypeError,
     WaitTimeoutError,
     WorkerStateError,
@@ -46,6 +48,7 @@ from .model import (
     PendingJob,
     RunningJob,
     UserId,
+    holds_unique_key,
     is_cancelled_job,
     is_complete_job,
     is_failed_job,
@@ -71,6 +74,7 @@ from .tasks import (
     UnknownTaskError,
     task,
 )
+from .unique import Unique
 from .urls import open_queue
 from .worker import JobOutcome, JobWorker, WorkerMetrics
 
@@ -112,6 +116,7 @@ __all__ = [
     "InvalidJobError",
     "InvalidTransitionError",
     "JobCancelledError",
+    "JobTimeoutError",
     "JobFailedError",
     "JobHandle",
     "JobId",
@@ -145,6 +150,8 @@ __all__ = [
     "TaskContext",
     "TaskRegistry",
     "TaskWorker",
+    "Unique",
+    "UniqueKeyTakenError",
     "UnknownJobTypeError",
     "UnknownTaskError",
     "UserId",
@@ -153,6 +160,7 @@ __all__ = [
     "WorkerStateError",
     "__version__",
     "get_job_queue",
+    "holds_unique_key",
     "initialize_job_queue",
     "is_cancelled_job",
     "is_complete_job",

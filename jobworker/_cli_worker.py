@@ -32,6 +32,7 @@ from ._cli_common import (
 )
 from ._logging import JOB_LOG_MODES, LOG_FORMATS, LOG_LEVELS, configure_logging
 from .runner import Runner
+from .schedules import Scheduler
 from .tasks import TaskWorker
 from .worker import JobWorker
 
@@ -165,6 +166,9 @@ def _worker(args: argparse.Namespace) -> int:
         classes.append(("TaskWorker", TaskWorker))
     if not classes:
         raise CommandError("name a worker class (module:Class) or --tasks MODULE", ExitCode.USAGE)
+    from ._cli_schedules import load_schedules  # noqa: PLC0415  (it imports this module)
+
+    schedules = load_schedules(args.schedules)
     options: dict[str, Any] = {}
     for name in ("poll_interval", "heartbeat_interval", "error_backoff"):
         if getattr(args, name) is not None:
@@ -197,7 +201,11 @@ def _worker(args: argparse.Namespace) -> int:
         # Signals can be handled in the main thread only; elsewhere the caller stops it.
         handle_signals=threading.current_thread() is threading.main_thread(),
         stop_timeout=args.stop_timeout,
+        # One more scheduler among any others on this store: no leader (see schedules).
+        scheduler=Scheduler(queue, schedules) if schedules else None,
     )
+    if schedules:
+        log.info("jobworker worker: running schedules %s", ", ".join(s.name for s in schedules))
     try:
         stopped = runner.run()
     finally:
@@ -293,6 +301,16 @@ def add_worker_command(subcommands: Any) -> None:
         help=(
             "import MODULE and run the @task functions registered in this process, in "
             "TaskWorker threads (repeatable); a job naming any other task fails"
+        ),
+    )
+    parser.add_argument(
+        "--schedules",
+        action="append",
+        default=[],
+        metavar="module:NAME",
+        help=(
+            "also enqueue the jobs of these schedules (a Schedule or a list of them; "
+            "repeatable); any number of processes may run the same ones"
         ),
     )
     parser.add_argument(

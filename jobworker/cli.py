@@ -35,6 +35,8 @@ from ._cli_common import (
 )
 from ._cli_dashboard import add_dashboard_command
 from ._cli_jobs import add_job_commands
+from ._cli_schedules import add_schedules_command
+from ._cli_types import add_type_commands
 from ._cli_worker import add_worker_command
 from .demo import run_demo
 from .errors import BackendError, InvalidJobError, JobNotFoundError, JobworkerError
@@ -231,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_command(subcommands)
     add_job_commands(subcommands)
     add_dashboard_command(subcommands)
+    add_type_commands(subcommands)
+    add_schedules_command(subcommands)
     _add_migrate(subcommands)
     _add_demo(subcommands)
     return parser

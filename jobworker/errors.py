@@ -16,6 +16,7 @@ __all__ = [
     "InvalidTransitionError",
     "JobCancelledError",
     "JobNotFoundError",
+    "JobTimeoutError",
     "JobworkerError",
     "LeaseLostError",
     "PayloadTooLargeError",
@@ -25,6 +26,7 @@ __all__ = [
     "RetryJobError",
     "SerializationError",
     "StaleJobError",
+    "UniqueKeyTakenError",
     "UnknownJobTypeError",
     "WaitTimeoutError",
     "WorkerStateError",
@@ -120,6 +122,23 @@ class DuplicateJobError(JobworkerError, ValueError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"a job with id {safe_repr(job_id)} already exists")
+        self.job_id = job_id
+
+
+class UniqueKeyTakenError(DuplicateJobError):
+    """Another job holds this unique key (see :mod:`jobworker.unique`).
+
+    :ivar unique_key: the key that is taken.
+    :ivar holder_id: the id of the job that holds it (``None`` if that job let
+        it go before it could be read).
+    :ivar job_id: the id of the job that was refused.
+    """
+
+    def __init__(self, unique_key: str, holder_id: str | None, job_id: str) -> None:
+        holder = "another job" if holder_id is None else f"job {safe_repr(holder_id)}"
+        JobworkerError.__init__(self, f"unique key {safe_repr(unique_key, 80)} is held by {holder}")
+        self.unique_key = unique_key
+        self.holder_id = holder_id
         self.job_id = job_id
 
 
@@ -234,3 +253,21 @@ class JobCancelledError(JobworkerError):
     Raised from ``execute_job``, it ends the attempt as cancelled: if the job
     is not cancelled in the queue yet, the worker cancels it.
     """
+
+
+class JobTimeoutError(JobworkerError, TimeoutError):
+    """An attempt ran past its time limit.
+
+    It is the error recorded for the attempt (retried or failed as the retry
+    policy says), and the exception the worker raises asynchronously inside
+    the job's thread at the limit, so ``execute_job`` may catch it (or use
+    ``finally``) to clean up within the worker's ``time_limit_grace``.
+
+    :ivar limit: the limit in seconds, when known.
+    """
+
+    def __init__(
+        self, message: str = "the job ran past its time limit", *, limit: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 import os
 import uuid
 from typing import (
@@ -43,6 +44,7 @@ from .errors import (
     safe_repr,
     safe_str,
 )
+from .unique import DEFAULT_UNIQUE_STATES, Unique, check_unique, holds_key
 
 __all__ = [
     "STATUSES",
@@ -63,6 +65,7 @@ __all__ = [
     "UserId",
     "apply_update",
     "cancel",
+    "check_time_limit",
     "clean_text",
     "complete",
     "describe_error",
@@ -73,6 +76,7 @@ __all__ = [
     "is_failed_job",
     "is_pending_job",
     "is_running_job",
+    "holds_unique_key",
     "is_terminal",
     "job_id",
     "new_claim",
@@ -197,6 +201,22 @@ def _check_metadata(meta: JobMetadata) -> None:
             "metadata.run_after must be a timezone-aware datetime or None, "
             f"got {safe_repr(meta.run_after)}"
         )
+    check_time_limit("metadata.time_limit", meta.time_limit, error=InvalidJobError)
+    check_unique(meta.unique_key, meta.unique_states)
+
+
+def check_time_limit(name: str, value: object, *, error: type[Exception] = ValueError) -> None:
+    """Raise *error* unless *value* is ``None`` or a finite number of seconds above 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    else:
+        ok = math.isfinite(value) and value > 0
+    if not ok:
+        raise error(
+            f"{name} must be a finite number of seconds > 0 or None, got {safe_repr(value)}"
+        )
 
 
 def _validate_metadata(instance: JobMetadata, attribute: object, value: Any) -> None:
@@ -213,7 +233,11 @@ class JobMetadata:
 
     A job runs at most ``1 + max_retries`` times. ``priority`` orders jobs
     (higher first, then oldest ``created``); a job is not claimed before
-    ``run_after``.
+    ``run_after``. ``time_limit`` is the most seconds one attempt may run
+    (``None``: the job type's or the worker's limit applies, if any; see
+    :meth:`JobWorker.get_time_limit <jobworker.JobWorker.get_time_limit>`).
+    A job with a ``unique_key`` holds it while its status is in
+    ``unique_states`` (see :mod:`jobworker.unique`); no two jobs hold one key.
     """
 
     id: JobId
@@ -223,7 +247,12 @@ class JobMetadata:
     retry_count: int = 0
     max_retries: int = 3
     priority: int = 0
-    run_after: _dt.datetime | None = attrs.field(default=None, validator=_validate_metadata)
+    run_after: _dt.datetime | None = None
+    time_limit: float | None = None
+    unique_key: str | None = None
+    unique_states: frozenset[str] = attrs.field(
+        default=DEFAULT_UNIQUE_STATES, validator=_validate_metadata
+    )
 
 
 @attrs.frozen
@@ -409,25 +438,40 @@ def new_job(
     priority: int = 0,
     run_after: _dt.datetime | None = None,
     created: _dt.datetime | None = None,
+    time_limit: float | None = None,
+    unique: Unique | None = None,
 ) -> PendingJob[P]:
     """Return a new pending job, with a random id and ``created`` now unless given.
+
+    With *unique*, the job carries the unique key and scope it describes.
 
     >>> job = new_job("generation", {"title": "Test Article"}, max_retries=2)
     >>> job.status, job.metadata.retry_count, job.metadata.max_retries
     ('pending', 0, 2)
     """
+    if created is None:
+        created = _dt.datetime.now(_dt.timezone.utc)
     return PendingJob(
         metadata=JobMetadata(
             id=JobId(uuid.uuid4().hex if id is None else id),
             type=type,
             user_id=UserId(user_id),
-            created=_dt.datetime.now(_dt.timezone.utc) if created is None else created,
+            created=created,
             max_retries=max_retries,
             priority=priority,
             run_after=run_after,
+            time_limit=time_limit,
+            unique_key=None if unique is None else unique.key_for(type, params, created),
+            unique_states=DEFAULT_UNIQUE_STATES if unique is None else unique.states,
         ),
         params=params,
     )
+
+
+def holds_unique_key(job: AnyJob) -> bool:
+    """Return whether *job* holds its unique key (it has one, and its status is in scope)."""
+    meta = job.metadata
+    return holds_key(job.status, meta.unique_key, meta.unique_states)
 
 
 def describe_error(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from types import FrameType
 
 from .errors import WorkerStateError
+from .schedules import Scheduler
 from .worker import JobWorker
 
 __all__ = ["Runner"]
@@ -89,6 +90,8 @@ class Runner:
         waiting for the current jobs (:meth:`stop_now`).
     :param stop_timeout: the shared deadline, in seconds, for every worker
         to finish its current job once a stop is asked for.
+    :param scheduler: a :class:`~jobworker.schedules.Scheduler` to run in a
+        thread beside the workers, started and stopped with them.
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class Runner:
         *,
         handle_signals: bool = False,
         stop_timeout: float | None = 60.0,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.workers = list(workers)
+        self.scheduler = scheduler
         if not self.workers:
             raise ValueError("a Runner needs at least one worker")
         if stop_timeout is not None and not stop_timeout >= 0:
@@ -128,18 +133,24 @@ class Runner:
             if self._started:
                 raise WorkerStateError("the runner was already started")
             self._started = True
+        if self.scheduler is not None:
+            self.scheduler.start_in_thread()
         for worker in self.workers:
             self._threads.append(worker.start_in_thread())
             watcher = threading.Thread(
                 target=self._watch,
-                args=(self._threads[-1],),
+                args=(worker,),
                 name=f"{self._threads[-1].name}-watch",
-                daemon=False,
+                # It only watches: it must not keep the interpreter from
+                # exiting when a worker's thread is given up on.
+                daemon=True,
             )
             watcher.start()
 
-    def _watch(self, thread: threading.Thread) -> None:
-        thread.join()
+    def _watch(self, worker: JobWorker) -> None:
+        # The worker's loop, not its first thread: a thread a hung job holds
+        # is left behind while the loop goes on in a fresh one.
+        worker.wait_stopped()
         self._changed.set()
         self._wakeup.set()
 
@@ -181,13 +192,15 @@ class Runner:
         interpreter shuts down.
         """
         self.request_stop()
+        if self.scheduler is not None:
+            self.scheduler.request_stop()
         for worker in self.workers:
             worker.request_stop()
         timeout = self.stop_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         # The watchers started with the workers say when a thread ends, and
         # stop_now() interrupts the wait.
-        while not self._stop_now.is_set() and any(t.is_alive() for t in self._threads):
+        while not self._stop_now.is_set() and any(not w.wait_stopped(0) for w in self.workers):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
@@ -195,6 +208,10 @@ class Runner:
         if self._stop_now.is_set() and len(self._signals) > 1:
             name = signal.Signals(self._signals[-1]).name
             log.warning("received %s again: stopping now, without waiting for the jobs", name)
+        if self.scheduler is not None:
+            # Between two rounds it only waits on its stop event: it ends at once.
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.scheduler.stop(remaining if remaining is not None else 10.0)
         # Each stop() below returns at once: its thread has ended, or the
         # deadline passed or stop_now() was called, and it gives the job up.
         return all([worker.stop(0.0) for worker in self.workers])

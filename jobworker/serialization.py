@@ -33,6 +33,7 @@ from .model import (
     PendingJob,
     RunningJob,
 )
+from .unique import DEFAULT_UNIQUE_STATES
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
@@ -448,6 +449,7 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
             "max_retries": meta.max_retries,
             "priority": meta.priority,
             "run_after": _time(meta.run_after),
+            "time_limit": meta.time_limit,
         },
         "params": _loads(_dump(job.params, job_type.params, "params")),
     }
@@ -468,6 +470,9 @@ def job_to_dict(job: AnyJob, registry: JobTypeRegistry | None = None) -> dict[st
         data["started_at"] = _time(job.started_at)
         data["completed_at"] = job.completed_at.isoformat()
     data["attempts"] = [attempt_to_dict(attempt) for attempt in job.attempts]
+    if meta.unique_key is not None:
+        data["metadata"]["unique_key"] = meta.unique_key
+        data["metadata"]["unique_states"] = sorted(meta.unique_states)
     return data
 
 
@@ -489,6 +494,9 @@ def job_from_dict(data: dict[str, Any], registry: JobTypeRegistry | None = None)
             max_retries=raw["max_retries"],
             priority=raw.get("priority", 0),
             run_after=_parse_time(raw.get("run_after")),
+            time_limit=raw.get("time_limit"),
+            unique_key=raw.get("unique_key"),
+            unique_states=frozenset(raw.get("unique_states", DEFAULT_UNIQUE_STATES)),
         )
         job_type = (registry or _PLAIN_REGISTRY).get(meta.type)
 

@@ -13,17 +13,20 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any, Literal, TypeVar, cast
 
 import attrs
 
+from ._timelimit import Watchdog, forget_at_exit, timeout_error
 from .attempts import AttemptError
 from .errors import (
     BackendError,
     InvalidJobError,
     JobCancelledError,
     JobNotFoundError,
+    JobTimeoutError,
     PermanentJobError,
     RetryJobError,
     StaleJobError,
@@ -36,6 +39,7 @@ from .model import (
     JobId,
     RunningJob,
     cancel,
+    check_time_limit,
     describe_error,
     fail,
     fail_or_retry,
@@ -83,6 +87,11 @@ _COUNTER: dict[str, str] = {
     "lost": "lost",
 }
 
+#: The counters of a worker, in :class:`WorkerMetrics`' order.
+_COUNTERS: tuple[str, ...] = (
+    "processed", "errors", "retried", "failed", "cancelled", "lost", "loop_errors", "abandoned",
+)  # fmt: skip
+
 
 @attrs.frozen
 class JobOutcome:
@@ -105,7 +114,8 @@ class WorkerMetrics:
 
     ``processed`` counts completed jobs and ``errors`` attempts that raised,
     as in the guide; ``error_rate`` is ``errors / (processed + errors)``, 0.0
-    before any job.
+    before any job. ``abandoned`` counts the threads left behind because
+    their job had not returned within the grace period after its time limit.
     """
 
     processed: int
@@ -118,6 +128,7 @@ class WorkerMetrics:
     busy_seconds: float
     current_job: JobId | None
     last_error: str | None
+    abandoned: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -147,6 +158,11 @@ class _Heartbeat:
     def start(self, name: str) -> None:
         self._thread = threading.Thread(target=self._run, name=name, daemon=False)
         self._thread.start()
+
+    def untrack(self, job: RunningJob[Any, Any]) -> None:
+        """Renew *job* no more (it timed out), unless another job is current already."""
+        if self._job is job:
+            self._job = None
 
     def track(self, job: RunningJob[Any, Any] | None) -> None:
         # No lock and no notify: the heartbeat ticks on its own interval and
@@ -213,6 +229,14 @@ class JobWorker(abc.ABC):
         :meth:`report_progress`.
     :param heartbeat_interval: seconds between lease renewals; a third of the
         queue's ``lease_duration`` by default.
+    :param time_limit: the default hard time limit of an attempt, in seconds
+        (``None``: none). A job's own ``metadata.time_limit`` and its job
+        type's ``time_limit`` come first (see :meth:`get_time_limit`).
+    :param soft_time_limit: the default soft time limit, in seconds (see
+        :meth:`soft_limit_reached` and :meth:`on_soft_time_limit`).
+    :param time_limit_grace: seconds a job's thread has, after the
+        interrupt at its hard limit, to leave the job before the worker
+        abandons it and goes on in a fresh thread. 5 seconds by default.
 
     Lifecycle: a worker starts once (:meth:`start` or :meth:`start_in_thread`)
     and stops once (:meth:`stop`); it cannot be restarted.
@@ -228,6 +252,9 @@ class JobWorker(abc.ABC):
         job_types: Collection[str] | None = None,
         progress_interval: float = 1.0,
         heartbeat_interval: float | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        time_limit_grace: float = 5.0,
     ) -> None:
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be > 0, got {poll_interval!r}")
@@ -242,6 +269,15 @@ class JobWorker(abc.ABC):
                 f"heartbeat_interval must be > 0 and below the queue's lease_duration "
                 f"({queue.lease_duration}), got {heartbeat_interval!r}"
             )
+        check_time_limit("time_limit", time_limit)
+        check_time_limit("soft_time_limit", soft_time_limit)
+        if not (
+            isinstance(time_limit_grace, (int, float)) and 0 <= time_limit_grace < float("inf")
+        ):
+            raise ValueError(
+                f"time_limit_grace must be a finite number of seconds >= 0, "
+                f"got {safe_repr(time_limit_grace)}"
+            )
         if isinstance(job_types, str):
             raise TypeError("job_types must be a collection of names, not one string")
         self.queue = queue
@@ -250,6 +286,11 @@ class JobWorker(abc.ABC):
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.job_types = None if job_types is None else frozenset(job_types)
         self.progress_interval = float(progress_interval)
+        self.time_limit = time_limit
+        self.soft_time_limit = soft_time_limit
+        self.time_limit_grace = float(time_limit_grace)
+        self._has_limits = time_limit is not None or soft_time_limit is not None
+        self._watchdog = Watchdog(self, self.time_limit_grace)
         self._rng = random.Random()
         self._stop_event = threading.Event()
         self._stopped = threading.Event()
@@ -259,11 +300,11 @@ class JobWorker(abc.ABC):
         self._state = "new"  # guarded by _state_lock: new, running, stopped
         # The thread start_in_thread made, to join on stop; guarded by _state_lock.
         self._thread: threading.Thread | None = None
+        # The loop threads this worker made (start_in_thread, replacements).
+        self._made_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._heartbeat = _Heartbeat(self, heartbeat_interval)
         self._metrics_lock = threading.Lock()
-        self._counts = dict.fromkeys(
-            ("processed", "errors", "retried", "failed", "cancelled", "lost", "loop_errors"), 0
-        )  # guarded by _metrics_lock
+        self._counts = dict.fromkeys(_COUNTERS, 0)  # guarded by _metrics_lock
         self._busy = 0.0  # guarded by _metrics_lock
         self._last_error: str | None = None  # guarded by _metrics_lock
         # Written and read by the worker thread only.
@@ -271,6 +312,8 @@ class JobWorker(abc.ABC):
         self._last_progress = float("-inf")
         # Token of the current job's claim once it is known to be lost.
         self._lost_token: str | None = None
+        # Token of the last attempt the watchdog timed out.
+        self._timed_out_token: str | None = None
         self._worker_ident: int | None = None
         #: Told of each attempt's start and end (see :mod:`jobworker.observe`);
         #: starts with the global observers. Change it before the worker starts.
@@ -320,6 +363,13 @@ class JobWorker(abc.ABC):
         before its current job ended; then it runs when that job ends.
         """
 
+    def on_soft_time_limit(self, job: RunningJob[Any, Any]) -> None:
+        """Called when *job* reaches its soft time limit.
+
+        Runs in the worker's watchdog thread, not the job's: keep it short
+        (log, set a flag). The job itself can poll :meth:`soft_limit_reached`.
+        """
+
     def get_retry_delay(self, job: RunningJob[Any, Any], error: BaseException) -> float:
         """Return seconds to wait before retrying *job* after *error*."""
         return self.retry_policy.delay(job.metadata.retry_count, self._rng)
@@ -333,6 +383,9 @@ class JobWorker(abc.ABC):
         """
         self._claim_start()
         self._run()
+        # Left behind by a hung job (see time_limit_grace): the loop went on in
+        # a fresh thread; return once it ends.
+        self._stopped.wait()
 
     def start_in_thread(self) -> threading.Thread:
         """Start the worker loop in a new named, non-daemon thread and return it.
@@ -371,7 +424,18 @@ class JobWorker(abc.ABC):
         if not stopped:
             self._abandoned.set()
             self._heartbeat.close()
+            # The job's thread runs on, but must not keep the interpreter from exiting.
+            self._forget_at_exit(self._worker_ident)
         return stopped
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait up to *timeout* seconds for the worker's loop to end; return whether it has.
+
+        Unlike joining the thread :meth:`start_in_thread` returned, this also
+        ends when that thread was left behind in a hung job (see
+        ``time_limit_grace``) and the loop ended in the thread that replaced it.
+        """
+        return self._stopped.wait(timeout)
 
     def request_stop(self) -> None:
         """Ask the worker to stop after its current job, and return at once.
@@ -388,7 +452,18 @@ class JobWorker(abc.ABC):
 
     def _make_thread(self, target: Callable[[], None]) -> threading.Thread:
         name = f"jobworker-{self.get_worker_name()}-{next(_thread_numbers)}"
-        return threading.Thread(target=target, name=name, daemon=False)
+        thread = threading.Thread(target=target, name=name, daemon=False)
+        self._made_threads.add(thread)
+        return thread
+
+    def _forget_at_exit(self, ident: int | None) -> None:
+        """Let the interpreter exit without thread *ident*, if this worker made it.
+
+        A caller's own thread (running :meth:`start`) is the caller's to join.
+        """
+        for thread in list(self._made_threads):
+            if thread.ident == ident:
+                forget_at_exit(thread)
 
     def _is_worker_thread(self) -> bool:
         return self._worker_ident == threading.get_ident()
@@ -402,14 +477,19 @@ class JobWorker(abc.ABC):
             self._state = "running"
 
     def _run(self) -> None:
-        self._worker_ident = threading.get_ident()
-        name = self.get_worker_name()
         self._heartbeat.start(f"{threading.current_thread().name}-heartbeat")
-        log.info("worker %s started", name)
+        log.info("worker %s started", self.get_worker_name())
+        self._loop(first=True)
+
+    def _loop(self, *, first: bool) -> None:
+        """The worker's loop, in the thread that owns it until a hung job makes it move on."""
+        ident = self._worker_ident = threading.get_ident()
+        name = self.get_worker_name()
         try:
-            self._call_hook(self.on_worker_start)
+            if first:
+                self._call_hook(self.on_worker_start)
             failures = 0  # loop errors in a row: only the first is logged above DEBUG
-            while not self._stop_event.is_set():
+            while not self._stop_event.is_set() and self._worker_ident == ident:
                 try:
                     self.run_once(timeout=self.poll_interval)
                 except Exception as exc:  # broad: the loop survives every error of its own
@@ -424,13 +504,15 @@ class JobWorker(abc.ABC):
                     log.info("worker %s: the loop works again after %d errors", name, failures)
                     failures = 0
         finally:
-            self._heartbeat.close()
-            self._heartbeat.join(None)
-            self._call_hook(self.on_worker_stop)
-            with self._state_lock:
-                self._state = "stopped"
-            log.info("worker %s stopped", name)
-            self._stopped.set()
+            if self._worker_ident == ident:
+                self._watchdog.close()
+                self._heartbeat.close()
+                self._heartbeat.join(None)
+                self._call_hook(self.on_worker_stop)
+                with self._state_lock:
+                    self._state = "stopped"
+                log.info("worker %s stopped", name)
+                self._stopped.set()
 
     def _log_loop_error(self, name: str, exc: Exception, failures: int) -> None:
         if failures > 1:
@@ -470,47 +552,210 @@ class JobWorker(abc.ABC):
         self._heartbeat.track(job)
         outcome: JobOutcome | None = None
         observed = start_observers(self.observers, self, job) if self.observers else None
+        run = None
+        timed_out = False
         try:
             self._call_hook(self.on_job_start, job)
+            result: Any = None
+            error: BaseException | None = None
             try:
-                result = self.execute_job(job)
-            except JobCancelledError as exc:
-                outcome = self._write_cancel(job, exc)
-            except PermanentJobError as exc:
-                new: AnyJob = fail(job, AttemptError.from_exception(exc), now=self._now())
-                outcome = self._write_failure(job, new, exc)
-            except RetryJobError as exc:
-                error = AttemptError.from_exception(exc)
-                new = fail_or_retry(job, error, now=self._now(), delay=exc.delay)
-                outcome = self._write_failure(job, new, exc)
-            except KeyboardInterrupt:
-                # The operator's Ctrl-C: hand the job back, unrun, and stop.
-                try:
-                    self.queue.update_job(release(job), "running", claim=job.claim)
-                except Exception:  # broad: the interrupt matters more; the lease recovers it
-                    log.warning("could not release job %s", job.metadata.id, exc_info=True)
-                raise
-            except BaseException as exc:
-                # Broad: any error of job code fails the attempt, SystemExit
-                # included (as Django's task backends record it), and the
-                # worker goes on. Only KeyboardInterrupt, above, stops it.
-                delay = self.get_retry_delay(job, exc)
-                error = AttemptError.from_exception(exc)
-                new = fail_or_retry(job, error, now=self._now(), delay=delay)
-                outcome = self._write_failure(job, new, exc)
-            else:
+                if (
+                    job.metadata.time_limit is None
+                    and not self._has_limits
+                    and not self.queue.registry.has_time_limits
+                ):
+                    # No limit anywhere: the path jobs took before time limits.
+                    result = self.execute_job(job)
+                else:
+                    run = self._enter_limits(job, began)
+                    try:
+                        result = self.execute_job(job)
+                    finally:
+                        if run is not None:
+                            timed_out = self._watchdog.leave(run)
+            except BaseException as exc:  # broad: sorted out below
+                error = exc
+                # An interrupt delivered inside leave() propagates from it.
+                timed_out = run is not None and run.timed_out
+            if timed_out:
+                outcome = self._late_outcome(job, run, error)
+            elif error is None:
                 outcome = self._write_result(job, result)
+            else:
+                outcome = self._write_error(job, error)
             return outcome
         finally:
-            self._heartbeat.track(None)
-            self._current = None
             busy = time.monotonic() - began
-            self._count(outcome, busy)
+            if timed_out:
+                # The watchdog recorded, counted and logged this attempt; a
+                # fresh thread may run the worker's next job already.
+                with self._metrics_lock:
+                    self._busy += busy
+            else:
+                self._heartbeat.track(None)
+                self._current = None
+                self._count(outcome, busy)
+                # Checked here, so that a job log turned off costs one lookup.
+                if outcome is not None and job_log.isEnabledFor(_LOG_LEVEL[outcome.status]):
+                    self._log_outcome(job, outcome, busy)
             if observed:
                 end_observers(observed, self, job, outcome, busy)
-            # Checked here, so that a job log turned off costs one lookup.
-            if outcome is not None and job_log.isEnabledFor(_LOG_LEVEL[outcome.status]):
-                self._log_outcome(job, outcome, busy)
+
+    def _write_error(self, job: RunningJob[Any, Any], exc: BaseException) -> JobOutcome:
+        """Record the attempt that raised *exc* (re-raises KeyboardInterrupt)."""
+        if isinstance(exc, JobCancelledError):
+            return self._write_cancel(job, exc)
+        if isinstance(exc, PermanentJobError):
+            new: AnyJob = fail(job, AttemptError.from_exception(exc), now=self._now())
+            return self._write_failure(job, new, exc)
+        if isinstance(exc, RetryJobError):
+            error = AttemptError.from_exception(exc)
+            new = fail_or_retry(job, error, now=self._now(), delay=exc.delay)
+            return self._write_failure(job, new, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            # The operator's Ctrl-C: hand the job back, unrun, and stop.
+            try:
+                self.queue.update_job(release(job), "running", claim=job.claim)
+            except Exception:  # broad: the interrupt matters more; the lease recovers it
+                log.warning("could not release job %s", job.metadata.id, exc_info=True)
+            raise exc
+        # Any error of job code fails the attempt, SystemExit included (as
+        # Django's task backends record it), and the worker goes on. Only
+        # KeyboardInterrupt, above, stops it.
+        delay = self.get_retry_delay(job, exc)
+        error = AttemptError.from_exception(exc)
+        new = fail_or_retry(job, error, now=self._now(), delay=delay)
+        return self._write_failure(job, new, exc)
+
+    # -- time limits ------------------------------------------------------------------------
+
+    def get_time_limit(self, job: AnyJob) -> float | None:
+        """Return *job*'s hard time limit in seconds, ``None`` for none.
+
+        The job's own ``metadata.time_limit`` comes first, then its job
+        type's ``time_limit`` in the queue's registry, then the worker's
+        ``time_limit``.
+        """
+        limit = job.metadata.time_limit
+        if limit is not None:
+            return limit
+        job_type = self.queue.registry.find(job.metadata.type)
+        if job_type is not None and job_type.time_limit is not None:
+            return job_type.time_limit
+        return self.time_limit
+
+    def get_soft_time_limit(self, job: AnyJob) -> float | None:
+        """Return *job*'s soft time limit in seconds, ``None`` for none.
+
+        Its job type's ``soft_time_limit`` comes first, then the worker's
+        ``soft_time_limit`` (a job carries no soft limit of its own). A soft
+        limit not below the hard one never fires.
+        """
+        job_type = self.queue.registry.find(job.metadata.type)
+        if job_type is not None and job_type.soft_time_limit is not None:
+            return job_type.soft_time_limit
+        return self.soft_time_limit
+
+    def soft_limit_reached(self, job: RunningJob[Any, Any]) -> bool:
+        """Return whether *job*'s attempt has passed its soft (or hard) time limit.
+
+        For ``execute_job`` to poll, as :meth:`is_cancelled`; costs no
+        queue access.
+        """
+        run = self._watchdog.current
+        if run is not None and run.job.claim.token == job.claim.token:
+            return run.soft_reached
+        return self._timed_out_token == job.claim.token
+
+    def _enter_limits(self, job: RunningJob[Any, Any], began: float) -> Any:
+        """Have the watchdog watch *job*'s attempt if it has a limit; return its run or None."""
+        limit = job.metadata.time_limit
+        soft = self.soft_time_limit
+        if self.queue.registry.has_time_limits:
+            # Inlined get_time_limit and get_soft_time_limit: this runs per job.
+            job_type = self.queue.registry.find(job.metadata.type)
+            if job_type is not None:
+                if limit is None:
+                    limit = job_type.time_limit
+                if job_type.soft_time_limit is not None:
+                    soft = job_type.soft_time_limit
+        if limit is None:
+            limit = self.time_limit
+        if limit is None and soft is None:
+            return None
+        return self._watchdog.enter(job, began, limit, soft)
+
+    def _soft_limit_reached(self, job: RunningJob[Any, Any]) -> None:
+        log.warning("job %s passed its soft time limit", job.metadata.id)
+        self._call_hook(self.on_soft_time_limit, job)
+
+    def _record_timeout(
+        self, job: RunningJob[Any, Any], limit: float | None, stack: str
+    ) -> JobOutcome:
+        """Record *job*'s attempt as timed out, under its claim (the watchdog's thread)."""
+        self._timed_out_token = job.claim.token
+        self._heartbeat.untrack(job)
+        if self._current is job:
+            self._current = None
+        error = timeout_error(job, limit, stack)
+        exc = JobTimeoutError(error.message, limit=limit)
+        outcome: JobOutcome
+        try:
+            delay = self.get_retry_delay(job, exc)
+            new = fail_or_retry(job, error, now=self._now(), delay=delay)
+            stored = self.queue.update_job(new, "running", claim=job.claim)
+        except _CLAIM_GONE as gone:
+            outcome = self._outcome_not_written(job, gone, exc)
+        except Exception:  # broad: the lease, no longer renewed, recovers the job
+            log.warning("job %s: could not record its time limit", job.metadata.id, exc_info=True)
+            outcome = JobOutcome("lost", job, exc)
+        else:
+            self._call_hook(self.on_job_fail, stored, exc)
+            status: OutcomeStatus = "failed" if isinstance(stored, FailedJob) else "retry"
+            outcome = JobOutcome(status, stored, exc)
+        busy = limit if limit is not None else 0.0
+        self._count(outcome, 0.0)
+        if job_log.isEnabledFor(_LOG_LEVEL[outcome.status]):
+            self._log_outcome(job, outcome, busy)
+        return outcome
+
+    def _late_outcome(
+        self, job: RunningJob[Any, Any], run: Any, error: BaseException | None
+    ) -> JobOutcome:
+        """The job's code returned after its time limit: its result is refused."""
+        if not isinstance(error, JobTimeoutError):
+            log.warning(
+                "job %s returned after its time limit; its %s is refused",
+                job.metadata.id,
+                "result" if error is None else f"error ({describe_error(error)})",
+            )
+        if run.abandoned:
+            log.warning("job %s: its abandoned thread has returned", job.metadata.id)
+        # Set within one bounded queue write of the limit.
+        run.recorded.wait()
+        outcome: JobOutcome = run.outcome
+        return outcome
+
+    def _abandon(self, run: Any) -> None:
+        """*run*'s thread ignored its interrupt for the grace period: go on without it."""
+        with self._metrics_lock:
+            self._counts["abandoned"] += 1
+        job = run.job
+        log.error(
+            "job %s: its thread did not stop within %.3gs of its time limit; abandoned "
+            "(the worker goes on in a fresh thread)",
+            job.metadata.id,
+            self.time_limit_grace,
+        )
+        if run.ident != self._worker_ident:
+            return  # run_once in a caller's thread: no loop to move
+        self._forget_at_exit(run.ident)
+        thread = self._make_thread(lambda: self._loop(first=False))
+        with self._state_lock:
+            self._worker_ident = None
+            if self._thread is not None:
+                self._thread = thread
+        thread.start()
 
     def _now(self) -> Any:
         return self.queue.clock.now()

@@ -53,6 +53,10 @@ class Names:
         return self.table("jobs")
 
     @property
+    def controls(self) -> str:
+        return self.table("controls")
+
+    @property
     def meta(self) -> str:
         return self.table("meta")
 
@@ -112,11 +116,33 @@ def _migrations(names: Names) -> dict[int, tuple[str, ...]]:
             f"""CREATE INDEX {names.index("jobs_pending_created")}
                 ON {jobs} (created_us, seq) WHERE status = 'pending'""",
         ),
+        # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+        4: (f"ALTER TABLE {jobs} ADD COLUMN time_limit double precision",),
+        # Unique keys (see jobworker.unique): a key is held by the rows whose
+        # status is in their own scope, and by one row at most.
+        5: (
+            f"ALTER TABLE {jobs} ADD COLUMN unique_key text",
+            f"ALTER TABLE {jobs} ADD COLUMN unique_states text",
+            f"""CREATE UNIQUE INDEX {names.index("jobs_unique")} ON {jobs} (unique_key)
+                WHERE unique_key IS NOT NULL
+                AND strpos(unique_states, ',' || status || ',') > 0""",
+        ),
+        # Pauses and rate windows per job type (see queues/_sql_limits.py), and
+        # running jobs by type, which a claim of a limited type counts.
+        6: (
+            f"""CREATE TABLE {names.controls} (
+                type text PRIMARY KEY,
+                paused integer NOT NULL DEFAULT 0,
+                starts text NOT NULL DEFAULT '[]'
+            )""",
+            f"""CREATE INDEX {names.index("jobs_running_type")}
+                ON {jobs} (type) WHERE status = 'running'""",
+        ),
     }
 
 
 #: The schema version this release writes.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 6
 
 
 def schema_version(conn: Any, names: Names) -> int | None:

@@ -27,6 +27,7 @@ from ..model import (
     RunningJob,
     UserId,
 )
+from ..unique import states_from_text, states_to_text
 
 __all__ = [
     "COLUMNS",
@@ -42,14 +43,14 @@ __all__ = [
 COLUMNS: Final = (
     "id, type, user_id, status, priority, created_us, retry_count, max_retries, "
     "run_after_us, params, progress, result, error, started_us, completed_us, "
-    "claim_token, claim_worker, attempts"
+    "claim_token, claim_worker, attempts, time_limit, unique_key, unique_states"
 )
 #: Columns a transition may change, in the order of :func:`mutable_values`.
 MUTABLE: Final = (
     "status, retry_count, run_after_us, progress, result, error, "
     "started_us, completed_us, claim_token, claim_worker, attempts"
 )
-N_COLUMNS: Final = 18
+N_COLUMNS: Final = 21
 
 
 def _us_or_none(value: _dt.datetime | None) -> int | None:
@@ -111,6 +112,9 @@ def values_of(job: AnyJob) -> tuple[Any, ...]:
         token,
         worker,
         history,
+        meta.time_limit,
+        meta.unique_key,
+        None if meta.unique_key is None else states_to_text(meta.unique_states),
     )
 
 
@@ -134,7 +138,7 @@ def row_to_job(row: Any) -> AnyJob:
     (
         job_id, job_type, user, status, priority, created, retry_count, max_retries,
         run_after, params, progress, result, error, started, completed, token, worker,
-        history,
+        history, time_limit, unique_key, unique_states,
     ) = tuple(row)[:N_COLUMNS]  # fmt: skip
     if status not in STATUSES:
         raise ValueError(f"unknown status {safe_repr(status)}")
@@ -147,6 +151,9 @@ def row_to_job(row: Any) -> AnyJob:
         max_retries=_int(max_retries, "max_retries"),
         priority=_int(priority, "priority"),
         run_after=None if run_after is None else from_us(_int(run_after, "run_after_us")),
+        time_limit=None if time_limit is None else float(time_limit),
+        unique_key=None if unique_key is None else _text(unique_key, "unique_key"),
+        unique_states=states_from_text(unique_states),
     )
     params = _text(params, "params")
     attempts = attempts_from_json(None if history is None else _text(history, "attempts"))
@@ -213,7 +220,7 @@ def sanitize_row(
     values = list(tuple(row)[:N_COLUMNS])
     (
         job_id, job_type, user, _, priority, created, retry_count, max_retries,
-        _, params, _, _, _, started, _, _, _, history,
+        _, params, _, _, _, started, _, _, _, history, _, _, _,
     ) = values  # fmt: skip
 
     def integer(value: Any, default: int) -> int:
@@ -246,6 +253,10 @@ def sanitize_row(
         None,
         None,
         history if _is_history(history) else None,
+        None,
+        # A row set aside lets its unique key go: the key it held may be malformed.
+        None,
+        None,
     )
 
 

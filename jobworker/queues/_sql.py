@@ -15,7 +15,8 @@ transaction that reads the row, applies the model's transition and writes it.
 Expired leases are recovered before each call, but the database is asked only
 when a lease may have expired (:meth:`SQLQueue._recover_if_due`).
 
-SQL templates use ``?`` for parameters, ``{t}`` for the jobs table and
+SQL templates use ``?`` for parameters, ``{t}`` for the jobs table, ``{c}``
+for the controls table (pauses and rate windows: see ``_sql_limits``) and
 ``{now}`` for the time a statement writes a lease at; :meth:`SQLQueue._q`
 turns them into the backend's dialect. Times are integer microseconds since
 the epoch (see ``_rows``).
@@ -51,12 +52,14 @@ from typing import Any, ClassVar, Final, TypeVar, cast
 
 from ..attempts import MAX_ATTEMPTS_KEPT, attempts_to_json
 from ..errors import (
+    DuplicateJobError,
     InvalidJobError,
     JobNotFoundError,
     JobworkerError,
     LeaseLostError,
     QueueClosedError,
     StaleJobError,
+    UniqueKeyTakenError,
     WaitTimeoutError,
     safe_repr,
 )
@@ -73,6 +76,7 @@ from ..model import (
     apply_update,
     cancel,
     fail_or_retry,
+    holds_unique_key,
     new_claim,
     release,
     text_problem,
@@ -90,6 +94,7 @@ from ._rows import (
     to_us,
 )
 from ._wakeups import IdleWaiters, Waiter
+from ._sql_limits import PAUSED, READY, LimitsMixin
 from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
@@ -107,10 +112,10 @@ _MAX_WAIT_STEP: Final = 0.1
 # Longest time between two looks for expired leases, for those another
 # process grants with a shorter lease_duration than this queue's.
 _RECOVERY_REFRESH: Final = 1.0
-_READY: Final = "status = 'pending' AND (run_after_us IS NULL OR run_after_us <= ?)"
+_READY: Final = READY
 
 
-class SQLQueue(JobQueue):
+class SQLQueue(LimitsMixin, JobQueue):
     """The shared logic of the SQL backends; see the module docstring."""
 
     #: The column that records arrival order.
@@ -124,9 +129,15 @@ class SQLQueue(JobQueue):
     #: ``run_after_us`` equal to a parameter, NULL included.
     SAME_RUN_AFTER: ClassVar[str] = "run_after_us IS ?"
     SAME_ATTEMPTS: ClassVar[str] = "attempts IS ?"
+    SAME_TIME_LIMIT: ClassVar[str] = "time_limit IS ?"
     #: Conditions that a running row's values have the types a job needs,
     #: where the schema does not enforce them (see _update_fenced).
     WELL_TYPED: ClassVar[str] = ""
+    #: The condition that a row holds its unique key (see jobworker.unique):
+    #: the predicate of the unique index on ``unique_key``.
+    HELD: ClassVar[str] = (
+        "unique_key IS NOT NULL AND instr(unique_states, ',' || status || ',') > 0"
+    )
     #: The time now, in a statement that writes or checks a lease: an
     #: expression of one parameter (the queue's clock, read before the
     #: statement) evaluated when the statement runs, after its waits.
@@ -134,9 +145,12 @@ class SQLQueue(JobQueue):
     #: The condition that ``id`` contains a parameter's text, case-sensitive.
     CONTAINS: ClassVar[str] = "instr(id, ?) > 0"
 
-    def __init__(self, *, table: str, placeholder: str, **options: Any) -> None:
+    def __init__(self, *, table: str, controls: str, placeholder: str, **options: Any) -> None:
         super().__init__(**options)
         self._table = table
+        self._controls = controls
+        # Per thread: when a rate window that held back its last claim opens.
+        self._opens = threading.local()
         self._placeholder = placeholder
         self._queries: dict[str, str] = {}
         self._claim_sqls: dict[int | None, str] = {}
@@ -191,6 +205,31 @@ class SQLQueue(JobQueue):
         :raises DuplicateJobError: the id exists (and *tx* can go on).
         """
 
+    def _conflict(self, tx: Tx, stored: PendingJob[str]) -> Exception | None:
+        """Say why *stored* was not inserted: its id or its unique key is taken.
+
+        Returns the error to raise, or ``None`` when neither is taken any
+        more (the holder let its key go since the insert): then insert again.
+        """
+        meta = stored.metadata
+        if tx.execute(self._q("SELECT 1 FROM {t} WHERE id = ?"), (meta.id,)).fetchone():
+            return DuplicateJobError(meta.id)
+        if meta.unique_key is None:
+            return None
+        holder = self._key_holder(tx, meta.unique_key)
+        return None if holder is None else UniqueKeyTakenError(meta.unique_key, holder, meta.id)
+
+    def _key_holder(self, tx: Tx, key: str) -> str | None:
+        """Return the id of the job that holds *key*, if any."""
+        row = tx.execute(
+            self._q(f"SELECT id FROM {{t}} WHERE unique_key = ? AND {self.HELD}"), (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        """Return whether *exc*, raised by a statement, is a unique constraint's refusal."""
+        return False
+
     def _announce(self, tx: Tx, job_type: str) -> None:
         """Tell other processes, within *tx*, that a job of *job_type* is ready."""
 
@@ -203,7 +242,7 @@ class SQLQueue(JobQueue):
         """
         head = (
             f"SELECT {self.KEY} AS k, priority AS p, created_us AS c, {self.ARRIVAL} AS a "
-            f"FROM {{t}} WHERE type = ? AND {_READY} "
+            f"FROM {{t}} WHERE type = ? AND {_READY} AND {PAUSED} "
             f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1"
         )
         heads = " UNION ALL ".join([f"SELECT * FROM ({head})"] * count)
@@ -219,6 +258,7 @@ class SQLQueue(JobQueue):
             sql = (
                 template.replace("{now}", self._now_sql())
                 .replace("{t}", self._table)
+                .replace("{c}", self._controls)
                 .replace("?", self._placeholder)
             )
             self._queries[template] = sql
@@ -460,7 +500,14 @@ class SQLQueue(JobQueue):
             self._wake_local(new.metadata.type)
         elif new.status != "running":
             self._job_changed()
+            if new.metadata.type in self.registry.limits:
+                # A slot of a limited type was freed: polls held back by it may claim.
+                self._notify()
+                self._slot_freed(new.metadata.type)
         return self._decode(new)
+
+    def _slot_freed(self, job_type: str) -> None:
+        """Tell other processes that a job of the limited *job_type* stopped running."""
 
     def _update_row(self, tx: Tx, submitted: AnyJob, expected: str, claim: Any) -> AnyJob:
         """The general update: read the row, apply the model's transition, write it."""
@@ -471,7 +518,22 @@ class SQLQueue(JobQueue):
         now = self._now_us()  # after the row's lock: a lease is judged at the write
         stored = self._expire_row(tx, row, self._load(tx, row), now)
         new = apply_update(stored, submitted, expected, now=from_us(now), claim=claim)
-        self._store(tx, new, row[-1] if new.status == "running" else None)
+        key = new.metadata.unique_key
+        takes_key = key is not None and holds_unique_key(new) and not holds_unique_key(stored)
+        if takes_key:
+            # A requeue into the key's scope. The unique index decides; this
+            # read only names the holder in the error (and spares PostgreSQL
+            # an aborted transaction in the usual case).
+            assert key is not None
+            holder = self._key_holder(tx, key)
+            if holder is not None:
+                raise UniqueKeyTakenError(key, holder, job_id)
+        try:
+            self._store(tx, new, row[-1] if new.status == "running" else None)
+        except Exception as exc:  # broad: each driver has its own integrity error class
+            if takes_key and key is not None and self._is_unique_violation(exc):
+                raise UniqueKeyTakenError(key, None, job_id) from None
+            raise
         if new.status == "pending":
             self._announce(tx, new.metadata.type)
         return new
@@ -521,7 +583,8 @@ class SQLQueue(JobQueue):
             WHERE id = ? AND status = 'running' AND claim_token = ? AND claim_worker = ?
             AND lease_until_us > {{now}} AND started_us = ? AND type = ? AND user_id = ?
             AND priority = ? AND created_us = ? AND retry_count = ? AND max_retries = ?
-            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} {self.WELL_TYPED}
+            AND {self.SAME_RUN_AFTER} AND {self.SAME_ATTEMPTS} AND {self.SAME_TIME_LIMIT}
+            {self.WELL_TYPED}
             RETURNING params"""
         )
         try:
@@ -540,6 +603,7 @@ class SQLQueue(JobQueue):
                 meta.max_retries,
                 None if meta.run_after is None else to_us(meta.run_after),
                 attempts_to_json(history),
+                meta.time_limit,
             )
         except (TypeError, ValueError, OverflowError):
             return None  # a submitted time the general path does not read anyway
@@ -650,7 +714,9 @@ class SQLQueue(JobQueue):
     def _ready_rows(
         self, tx: Tx, job_type: str | None, now: int, *, after: Any, limit: int, suffix: str = ""
     ) -> list[Any]:
-        where = _READY if job_type is None else f"type = ? AND {_READY}"
+        where = f"{_READY} AND {PAUSED}"
+        if job_type is not None:
+            where = f"type = ? AND {where}"
         args: list[Any] = [] if job_type is None else [job_type]
         args.append(now)
         if after is not None:
@@ -674,12 +740,13 @@ class SQLQueue(JobQueue):
         if sql is not None:
             return sql
         order = f"ORDER BY priority DESC, created_us, {self.ARRIVAL} LIMIT 1 {self.SKIP_LOCKED}"
+        ready = f"{_READY} AND {PAUSED}"
         if kind is None:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE {_READY} {order}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE {ready} {order}"
         elif kind == 0:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE id = ? AND {_READY} {self.SKIP_LOCKED}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE id = ? AND {ready} {self.SKIP_LOCKED}"
         elif kind == 1:
-            best = f"SELECT {self.KEY} FROM {{t}} WHERE type = ? AND {_READY} {order}"
+            best = f"SELECT {self.KEY} FROM {{t}} WHERE type = ? AND {ready} {order}"
         else:
             best = self._best_of_types(kind)
         sql = self._q(
@@ -718,6 +785,13 @@ class SQLQueue(JobQueue):
         now = self._recover_if_due()
         if wanted is not None and not wanted:
             return None
+        limited = self._limited_types(wanted)
+        if limited:
+            while True:
+                claimed = self._claim_limited(wanted, limited, worker, None)
+                if claimed is not False:
+                    return cast("RunningJob[Any, Any] | None", claimed)
+        self._opens.at = None
         kind = None if wanted is None else len(wanted)
         while True:
             if wanted is None:
@@ -751,8 +825,11 @@ class SQLQueue(JobQueue):
             if not predicate(job):
                 rejected.add(job.metadata.id)
                 continue
-            now = self._now_us()
-            claimed = self._claim(0, (row[0], now), worker, now)
+            if row[1] in self.registry.limits:
+                claimed = self._claim_limited([row[1]], [row[1]], worker, row[0])
+            else:
+                now = self._now_us()
+                claimed = self._claim(0, (row[0], now), worker, now)
             if claimed:
                 return cast("RunningJob[Any, Any]", claimed)
         return None
@@ -781,7 +858,12 @@ class SQLQueue(JobQueue):
             ),
             (now,),
         )[0]
-        return None if row[0] is None else max(0.0, (row[0] - now) / 1_000_000)
+        wake = row[0]
+        opens = self._rate_opens()
+        if opens is not None and (wake is None or opens < wake):
+            # A rate window holds back a ready job: wake when it opens.
+            wake = opens
+        return None if wake is None else max(0.0, (wake - now) / 1_000_000)
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
         now = self._recover_if_due()

@@ -86,6 +86,33 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         WHERE status = 'pending'
         """,
     ),
+    # A job's own time limit in seconds (NULL: the type's or the worker's applies).
+    4: ("ALTER TABLE jobworker_jobs ADD COLUMN time_limit REAL",),
+    # Unique keys (see jobworker.unique): a key is held by the rows whose status
+    # is in their own scope, and by one row at most.
+    5: (
+        "ALTER TABLE jobworker_jobs ADD COLUMN unique_key TEXT",
+        "ALTER TABLE jobworker_jobs ADD COLUMN unique_states TEXT",
+        """
+        CREATE UNIQUE INDEX jobworker_jobs_unique ON jobworker_jobs (unique_key)
+        WHERE unique_key IS NOT NULL AND instr(unique_states, ',' || status || ',') > 0
+        """,
+    ),
+    # Pauses and rate windows per job type (see queues/_sql_limits.py), and
+    # running jobs by type, which a claim of a limited type counts.
+    6: (
+        """
+        CREATE TABLE jobworker_controls (
+            type TEXT PRIMARY KEY,
+            paused INTEGER NOT NULL DEFAULT 0,
+            starts TEXT NOT NULL DEFAULT '[]'
+        )
+        """,
+        """
+        CREATE INDEX jobworker_jobs_running_type
+        ON jobworker_jobs (type) WHERE status = 'running'
+        """,
+    ),
 }
 
 #: The schema version this release writes.

@@ -16,7 +16,7 @@ import attrs
 
 from .._limits import MAX_OFFSET, MAX_TEXT_LENGTH
 from ..clock import Clock, SystemClock, to_us
-from ..errors import InvalidJobError, safe_repr
+from ..errors import InvalidJobError, UniqueKeyTakenError, safe_repr
 from ..jobtypes import JobTypeRegistry
 from ..model import (
     _JOB_CLASSES,
@@ -31,6 +31,8 @@ from ..model import (
     RunningJob,
     clean_text,
     complete,
+    holds_unique_key,
+    text_problem,
     validate_job,
 )
 from ..retry import RetryPolicy
@@ -110,6 +112,8 @@ class JobQueue(abc.ABC):
         params are encoded and decoded again first.
 
         :raises DuplicateJobError: a job with this id exists.
+        :raises UniqueKeyTakenError: the job has a unique key that another job
+            holds (a :class:`DuplicateJobError` too); see :meth:`create_or_get_job`.
         :raises InvalidJobError: the job is not a consistent pending job, its
             id, type or user id is longer than :data:`MAX_TEXT_LENGTH`
             characters, or its type is unknown to a strict registry.
@@ -211,6 +215,57 @@ class JobQueue(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot count jobs by type")
 
     # -- beyond the guide ---------------------------------------------------------------
+
+    def create_or_get_job(self, job: PendingJob[P]) -> tuple[AnyJob, bool]:
+        """Store *job*, or return the job that holds its unique key; say which.
+
+        Returns ``(job as stored, True)``, or ``(the holder, False)`` when
+        another job holds *job*'s unique key. The store decides (its unique
+        constraint), never a read before the insert; a holder that lets the
+        key go before it can be read is raced again, so under any number of
+        concurrent callers exactly one creates and the others get that job.
+
+        :raises DuplicateJobError: a job with *job*'s id exists.
+        :raises InvalidJobError: as :meth:`create_job`.
+        """
+        while True:
+            try:
+                return self.create_job(job), True
+            except UniqueKeyTakenError as exc:
+                holder = None if exc.holder_id is None else self.get_job(exc.holder_id)
+                if (
+                    holder is not None
+                    and holder.metadata.unique_key == exc.unique_key
+                    and (holds_unique_key(holder))
+                ):
+                    return holder, False
+                # The holder let the key go meanwhile: try to take it again.
+
+    @abc.abstractmethod
+    def pause_type(self, job_type: str) -> bool:
+        """Stop claims of *job_type*; return ``False`` if it was already paused.
+
+        Durable on the SQL backends (a row in the database) and effective at
+        the next claim of every process that shares the queue. Running jobs
+        of the type go on and finish; pending ones wait, and keep their
+        place, until :meth:`resume_type`.
+
+        :raises ValueError: *job_type* is not a valid job type name.
+        """
+
+    @abc.abstractmethod
+    def resume_type(self, job_type: str) -> bool:
+        """Let *job_type* be claimed again; return ``False`` if it was not paused.
+
+        Wakes the idle workers of this queue object (and, on PostgreSQL,
+        those of every process).
+
+        :raises ValueError: *job_type* is not a valid job type name.
+        """
+
+    @abc.abstractmethod
+    def paused_types(self) -> frozenset[str]:
+        """Return the job types that are paused now."""
 
     @abc.abstractmethod
     def wait_for_job(self, job_id: JobId | str, *, timeout: float | None = None) -> AnyJob:
@@ -416,6 +471,17 @@ class JobQueue(abc.ABC):
         cls._check_list_args(status, limit, 0)
         if not 1 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be from 1 to {_MAX_PAGE}, got {limit}")
+
+    @staticmethod
+    def _check_job_type(job_type: object) -> str:
+        if (
+            not isinstance(job_type, str)
+            or not job_type
+            or len(job_type) > MAX_TEXT_LENGTH
+            or text_problem(job_type) is not None
+        ):
+            raise ValueError(f"a job type must be a non-empty text, got {safe_repr(job_type, 60)}")
+        return job_type
 
     @staticmethod
     def _check_timeout(timeout: float | None) -> None:

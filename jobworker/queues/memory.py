@@ -18,6 +18,12 @@ predicate (as the SQL backends do); a job it turns down is handed back,
 unrun, in its old place. A new job wakes one sleeping poll that takes its
 type, not all of them; a poll that was woken and leaves without a job passes
 the wake-up on.
+
+Limits and pauses (see :mod:`jobworker.throttling`) are checked under the
+lock in the claim: a poll skips a paused type, a type whose running jobs are
+at its concurrency limit or whose rate window is full, and, for a limit per
+key, the jobs of a saturated key, and takes the best job of what is left. A
+queue with no limits declared and nothing paused claims as before.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ from collections import deque
 from collections.abc import Collection, Iterator
 from typing import Any, TypeVar
 
-from ..clock import to_us
+from ..clock import from_us, to_us
 from ..errors import (
     DuplicateJobError,
     JobNotFoundError,
     QueueClosedError,
+    UniqueKeyTakenError,
     WaitTimeoutError,
     safe_repr,
 )
@@ -55,11 +62,13 @@ from ..model import (
     cancel,
     complete,
     fail_or_retry,
+    holds_unique_key,
     new_claim,
     release,
     start,
 )
 from ..serialization import encode_value
+from ..throttling import TypeLimits, key_of, rate_admits, rate_opens_at, record_start
 from .base import JobPage, JobPredicate, JobQueue, keyset_cursor, parse_keyset_cursor
 
 __all__ = ["MemoryQueue"]
@@ -179,6 +188,11 @@ class MemoryQueue(JobQueue):
         # backends' arrival column is: a retried, released or handed-back job
         # goes back to that place.
         self._arrival: dict[str, int] = {}
+        self._paused: set[str] = set()  # guarded: paused job types
+        # guarded: type -> its latest start times (us), for its rate limit
+        self._starts: dict[str, list[int]] = {}
+        # guarded: unique key -> the id of the one job that holds it (see jobworker.unique)
+        self._holders: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryQueue jobs={len(self._jobs)} closed={self._closed}>"
@@ -202,14 +216,34 @@ class MemoryQueue(JobQueue):
         self._due(now)
         return now
 
+    def _check_key(self, job: AnyJob, old: AnyJob | None) -> None:
+        """Refuse to store *job* over *old* if that would make a second holder of its key."""
+        key = job.metadata.unique_key
+        if key is None or not holds_unique_key(job) or (old is not None and holds_unique_key(old)):
+            return
+        holder = self._holders.get(key)
+        if holder is not None and holder != job.metadata.id:
+            raise UniqueKeyTakenError(key, holder, job.metadata.id)
+
     def _set(self, job: AnyJob, old: AnyJob | None) -> None:
         job_id = job.metadata.id
+        key = job.metadata.unique_key
+        if key is not None:
+            # The scope includes pending and running, so a claim (_claim) never
+            # changes who holds a key: only here does a job take or let go of one.
+            if holds_unique_key(job):
+                self._holders[key] = job_id
+            elif old is not None and holds_unique_key(old):
+                del self._holders[key]
         self._jobs[job_id] = job
         counts = self._counts
         if old is not None:
             counts[old.status] -= 1
             if old.status == "running":
                 self._lease_until.pop(job_id, None)
+                if self._waiters and job.metadata.type in self.registry.limits:
+                    # A slot of a limited type is free: a poll may now take its jobs.
+                    self._notify(job.metadata.type)
         counts[job.status] += 1
         if isinstance(job, PendingJob):
             self._enqueue(job)
@@ -307,6 +341,78 @@ class MemoryQueue(JobQueue):
                 best = (lane, entry)
         return best
 
+    def _best_limited(
+        self, types: Collection[str] | None, now: _dt.datetime
+    ) -> tuple[tuple[_Lane, _ReadyEntry, bool] | None, _dt.datetime | None]:
+        """The best ready job that no pause or limit holds back, and when a rate next opens.
+
+        Returns ``((lane, entry, is_head), opens)``: *is_head* tells whether
+        the entry is its lane's head (a job behind a saturated key is not, and
+        its entry goes stale with the claim); *opens* is the earliest time a
+        rate window that holds back a ready job admits a start, if any.
+        """
+        jobs = self._jobs
+        ready = self._ready
+        limits = self.registry.limits
+        now_us = to_us(now)
+        running: _Running | None = None
+        best: tuple[_Lane, _ReadyEntry, bool] | None = None
+        opens: int | None = None
+        for job_type in ready if types is None else types:
+            lane = ready.get(job_type)
+            if lane is None or job_type in self._paused:
+                continue
+            entry = lane.head(jobs)
+            if entry is None:
+                continue
+            is_head = True
+            limit = limits.get(job_type)
+            if limit is not None:
+                starts = self._starts.get(job_type, ())
+                if not rate_admits(starts, limit, now_us):
+                    at = rate_opens_at(starts, limit)
+                    if at is not None and (opens is None or at < opens):
+                        opens = at
+                    continue
+                if limit.concurrency is not None:
+                    if running is None:
+                        running = _Running(self)
+                    if limit.key is None:
+                        if running.of_type(job_type) >= limit.concurrency:
+                            continue
+                    elif running.of_key(job_type, limit.key, entry[4]) >= limit.concurrency:
+                        # This key is saturated: the best job of another key may start.
+                        entry = running.best_free(lane, limit)
+                        if entry is None:
+                            continue
+                        is_head = False
+            if best is None or entry < best[1]:
+                best = (lane, entry, is_head)
+        return best, (None if opens is None else from_us(opens))
+
+    def _admits(self, job: PendingJob[str], now: _dt.datetime) -> bool:
+        """Whether no pause or limit holds back the ready job *job* now (lock held)."""
+        job_type = job.metadata.type
+        if job_type in self._paused:
+            return False
+        limit = self.registry.limits.get(job_type)
+        if limit is None:
+            return True
+        if not rate_admits(self._starts.get(job_type, ()), limit, to_us(now)):
+            return False
+        if limit.concurrency is None:
+            return True
+        running = _Running(self)
+        if limit.key is None:
+            return running.of_type(job_type) < limit.concurrency
+        return running.of_key(job_type, limit.key, job) < limit.concurrency
+
+    def _record_start(self, job_type: str, now: _dt.datetime) -> None:
+        limit = self.registry.limits.get(job_type)
+        if limit is not None and limit.rate is not None:
+            starts = self._starts.get(job_type, [])
+            self._starts[job_type] = record_start(starts, limit, to_us(now))
+
     def _claim(
         self, pending: PendingJob[str], claim: Claim, now: _dt.datetime
     ) -> RunningJob[str, Any]:
@@ -348,6 +454,7 @@ class MemoryQueue(JobQueue):
             self._enter()
             if stored.metadata.id in self._jobs:
                 raise DuplicateJobError(stored.metadata.id)
+            self._check_key(stored, None)
             self._set(stored, None)
         # The stored form holds text; the caller gets params of its own type back.
         return created
@@ -369,6 +476,7 @@ class MemoryQueue(JobQueue):
             if stored is None:
                 raise JobNotFoundError(submitted.metadata.id)
             new = apply_update(stored, submitted, expected, now=now, claim=claim)
+            self._check_key(new, stored)
             if new.status == "running":
                 self._jobs[new.metadata.id] = new  # progress: no index changes
             else:
@@ -434,12 +542,22 @@ class MemoryQueue(JobQueue):
                     claimed: RunningJob[str, Any] | None = None
                     candidates: list[PendingJob[str]] = []
                     listed: set[str] = set()
+                    opens: _dt.datetime | None = None
                     if predicate is None or not rejected:
-                        best = self._best(wanted)
-                        if best is not None:
-                            lane, entry = best
-                            lane.pop(entry)
-                            claimed = self._claim(entry[4], claim, now)
+                        if self._paused or self.registry.limits:
+                            limited, opens = self._best_limited(wanted, now)
+                            if limited is not None:
+                                lane, entry, is_head = limited
+                                if is_head:
+                                    lane.pop(entry)
+                                claimed = self._claim(entry[4], claim, now)
+                                self._record_start(entry[4].metadata.type, now)
+                        else:
+                            best = self._best(wanted)
+                            if best is not None:
+                                lane, entry = best
+                                lane.pop(entry)
+                                claimed = self._claim(entry[4], claim, now)
                     else:
                         candidates, listed = self._candidates(wanted, rejected)
                     if claimed is None and not candidates:
@@ -447,6 +565,10 @@ class MemoryQueue(JobQueue):
                         if remaining is not None and remaining <= 0:
                             return None
                         wake_in = self._next_wake(now)
+                        if opens is not None:
+                            # A rate window holds back a ready job: wake when it opens.
+                            opens_in = max(0.0, (opens - now).total_seconds())
+                            wake_in = opens_in if wake_in is None else min(wake_in, opens_in)
                         if wake_in is not None and (remaining is None or wake_in < remaining):
                             remaining = wake_in
                         if waiter is None:
@@ -538,7 +660,7 @@ class MemoryQueue(JobQueue):
         for job_type in list(self._ready) if wanted is None else wanted:
             lane = self._ready.get(job_type)
             head = None if lane is None else lane.head(jobs)
-            if lane is None or head is None:
+            if lane is None or head is None or job_type in self._paused:
                 continue
             if head[4].metadata.id not in rejected:
                 entries.append(head)
@@ -558,8 +680,9 @@ class MemoryQueue(JobQueue):
             now = self._enter()
             # Still the very value the predicate saw, so still pending and queued?
             # Its lane entry goes stale with the claim and is dropped lazily.
-            if self._jobs.get(job.metadata.id) is not job:
+            if self._jobs.get(job.metadata.id) is not job or not self._admits(job, now):
                 return None
+            self._record_start(job.metadata.type, now)
             return self._claim(job, claim, now)
 
     def renew_lease(self, job: RunningJob[Any, Any]) -> bool:
@@ -623,6 +746,9 @@ class MemoryQueue(JobQueue):
             ]
             for job in old:
                 del self._jobs[job.metadata.id]
+                key = job.metadata.unique_key
+                if key is not None and self._holders.get(key) == job.metadata.id:
+                    del self._holders[key]
                 self._arrival.pop(job.metadata.id, None)
                 self._counts[job.status] -= 1
             return len(old)
@@ -711,6 +837,30 @@ class MemoryQueue(JobQueue):
                     self._ended_waiting -= 1
         return self._decode(job)
 
+    def pause_type(self, job_type: str) -> bool:
+        self._check_job_type(job_type)
+        with self._lock:
+            self._check_open()
+            if job_type in self._paused:
+                return False
+            self._paused.add(job_type)
+            return True
+
+    def resume_type(self, job_type: str) -> bool:
+        self._check_job_type(job_type)
+        with self._lock:
+            self._check_open()
+            if job_type not in self._paused:
+                return False
+            self._paused.discard(job_type)
+            self._notify(None)
+            return True
+
+    def paused_types(self) -> frozenset[str]:
+        with self._lock:
+            self._check_open()
+            return frozenset(self._paused)
+
     def wake(self, job_type: str | None = None) -> None:
         with self._lock:
             self._notify(job_type)
@@ -720,3 +870,56 @@ class MemoryQueue(JobQueue):
             self._closed = True
             self._notify(None)
             self._ended.notify_all()
+
+
+class _Running:
+    """The running jobs of a queue, counted per type and per key (lock held).
+
+    Made for one claim and dropped after it: counts are computed once, on
+    first use, from the running jobs (as many as workers, not the backlog).
+    """
+
+    __slots__ = ("_by_key", "_by_type", "_queue")
+
+    def __init__(self, queue: MemoryQueue) -> None:
+        self._queue = queue
+        self._by_type: dict[str, int] | None = None
+        self._by_key: dict[tuple[str, str], dict[str, int]] = {}
+
+    def of_type(self, job_type: str) -> int:
+        if self._by_type is None:
+            counts: dict[str, int] = {}
+            jobs = self._queue._jobs
+            for job_id in self._queue._lease_until:
+                running_type = jobs[job_id].metadata.type
+                counts[running_type] = counts.get(running_type, 0) + 1
+            self._by_type = counts
+        return self._by_type.get(job_type, 0)
+
+    def _keys(self, job_type: str, field: str) -> dict[str, int]:
+        counts = self._by_key.get((job_type, field))
+        if counts is None:
+            counts = {}
+            jobs = self._queue._jobs
+            for job_id in self._queue._lease_until:
+                job = jobs[job_id]
+                if job.metadata.type == job_type:
+                    key = key_of(job.params, field)
+                    counts[key] = counts.get(key, 0) + 1
+            self._by_key[(job_type, field)] = counts
+        return counts
+
+    def of_key(self, job_type: str, field: str, job: AnyJob) -> int:
+        return self._keys(job_type, field).get(key_of(job.params, field), 0)
+
+    def best_free(self, lane: _Lane, limit: TypeLimits) -> _ReadyEntry | None:
+        """The best live entry of *lane* whose key has a free slot (a scan of the lane)."""
+        assert limit.key is not None and limit.concurrency is not None
+        jobs = self._queue._jobs
+        for entry in sorted(lane):
+            job = entry[4]
+            if jobs.get(job.metadata.id) is not job:
+                continue
+            if self.of_key(job.metadata.type, limit.key, job) < limit.concurrency:
+                return entry
+        return None

@@ -38,6 +38,7 @@ from ..redact import mask_secrets
 from ._postgres_schema import SCHEMA_VERSION, Names, migrate, schema_version
 from ._rows import COLUMNS, N_COLUMNS, from_us, values_of
 from ._sql import SQLQueue, Tx
+from ._sql_limits import PAUSED
 
 __all__ = ["PostgresQueue"]
 
@@ -228,8 +229,13 @@ class PostgresQueue(SQLQueue):
     KEY = "id"
     SAME_RUN_AFTER = "run_after_us IS NOT DISTINCT FROM CAST(? AS bigint)"
     SAME_ATTEMPTS = "attempts IS NOT DISTINCT FROM CAST(? AS text)"
+    SAME_TIME_LIMIT = "time_limit IS NOT DISTINCT FROM CAST(? AS double precision)"
     LOCK_ROW = "FOR UPDATE"
     SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
+    # A job's concurrency key: its params field as text; '' if missing or null
+    # (as throttling.key_of).
+    KEY_SQL = "COALESCE(CAST(params AS jsonb) ->> CAST(? AS text), '')"
+    HELD = "unique_key IS NOT NULL AND strpos(unique_states, ',' || status || ',') > 0"
 
     def __init__(
         self,
@@ -249,7 +255,7 @@ class PostgresQueue(SQLQueue):
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
         self._database_clock = options.get("clock") is None
-        super().__init__(table=names.jobs, placeholder="%s", **options)
+        super().__init__(table=names.jobs, controls=names.controls, placeholder="%s", **options)
         self.names = names
         self.notify = notify
         self._bounds = Bounds(max(1.0, self.lease_duration / 2) if timeout is None else timeout)
@@ -451,11 +457,18 @@ class PostgresQueue(SQLQueue):
         marks = ", ".join(["%s"] * (N_COLUMNS + 1))
         notify = self.notify and announce
         returning = "pg_notify(%s, type)" if notify else "1"
+        # No conflict target: a taken unique key (a partial unique index) is
+        # left out without an error too; _conflict then says which was taken.
         sql = f"""INSERT INTO {self.names.jobs} ({COLUMNS}, lease_until_us) VALUES ({marks})
-            ON CONFLICT (id) DO NOTHING RETURNING {returning}"""
+            ON CONFLICT DO NOTHING RETURNING {returning}"""
         args = (*values_of(stored), None, *((self.names.channel,) if notify else ()))
-        if not tx.execute(sql, args).fetchall():
-            raise DuplicateJobError(stored.metadata.id)
+        while not tx.execute(sql, args).fetchall():
+            error = self._conflict(tx, stored)
+            if error is not None:
+                raise error
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
 
     def _insert_once(self, tx: Tx, stored: PendingJob[str], tries: list[int]) -> None:
         """Insert, telling a duplicate apart from this call's own insert run twice."""
@@ -479,13 +492,20 @@ class PostgresQueue(SQLQueue):
             # Delivered at commit; a rolled-back job announces nothing.
             tx.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
 
+    def _slot_freed(self, job_type: str) -> None:
+        if self.notify:
+            # Idle workers of other processes may now take a job of the type.
+            self._autocommit(
+                lambda tx: tx.execute("SELECT pg_notify(%s, %s)", (self.names.channel, job_type))
+            )
+
     def _best_of_types(self, count: int) -> str:
         # One head per type, each from that type's index, locked and skipping
         # locked rows; the placeholders are the types (an array) and now.
         return f"""SELECT h.id FROM unnest(CAST(? AS text[])) AS wanted(type)
             CROSS JOIN LATERAL (
                 SELECT id, priority, created_us, seq FROM {{t}}
-                WHERE {{t}}.type = wanted.type AND {_READY_PG}
+                WHERE {{t}}.type = wanted.type AND {_READY_PG} AND {PAUSED}
                 ORDER BY priority DESC, created_us, seq LIMIT 1 FOR UPDATE SKIP LOCKED
             ) AS h ORDER BY h.priority DESC, h.created_us, h.seq LIMIT 1"""
 

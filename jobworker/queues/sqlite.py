@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar
 
-from ..errors import BackendError, DuplicateJobError, QueueClosedError
+from ..errors import BackendError, QueueClosedError
 from ..model import AnyJob, JobId, P, PendingJob
 from ._rows import COLUMNS, N_COLUMNS, values_of
 from ._sql import SQLQueue, Tx
@@ -69,6 +69,15 @@ class SQLiteQueue(SQLQueue):
     # The queue's clock, read again by the statement once it holds the write
     # lock (it may have waited up to busy_timeout for it).
     NOW = "max(?, jobworker_now())"
+    # A job's concurrency key: its params field (a JSON path) as text; '' if
+    # missing, null, or the params are not JSON (as throttling.key_of).
+    KEY_SQL = (
+        "CASE WHEN json_valid(params) "
+        "THEN COALESCE(CAST(json_extract(params, ?) AS TEXT), '') ELSE '' END"
+    )
+
+    def _key_arg(self, field: str) -> str:
+        return '$."' + field + '"'
 
     def __init__(
         self,
@@ -78,7 +87,9 @@ class SQLiteQueue(SQLQueue):
         busy_timeout: float = 5.0,
         **options: Any,
     ) -> None:
-        super().__init__(table="jobworker_jobs", placeholder="?", **options)
+        super().__init__(
+            table="jobworker_jobs", controls="jobworker_controls", placeholder="?", **options
+        )
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
         if not busy_timeout >= 0:
@@ -251,13 +262,17 @@ class SQLiteQueue(SQLQueue):
 
     def _insert(self, tx: Tx, stored: PendingJob[str]) -> None:
         marks = ", ".join("?" * (N_COLUMNS + 1))
-        try:
-            tx.execute(
-                f"INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})",
-                (*values_of(stored), None),
-            )
-        except sqlite3.IntegrityError:
-            raise DuplicateJobError(stored.metadata.id) from None
+        # ON CONFLICT DO NOTHING: a taken id or unique key leaves the caller's
+        # transaction usable; _conflict then says which was taken.
+        sql = f"""INSERT INTO jobworker_jobs ({COLUMNS}, lease_until_us) VALUES ({marks})
+            ON CONFLICT DO NOTHING"""
+        while not tx.execute(sql, (*values_of(stored), None)).rowcount:
+            error = self._conflict(tx, stored)
+            if error is not None:
+                raise error
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError)
 
     # -- transactional enqueue ----------------------------------------------------------------
 

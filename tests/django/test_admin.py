@@ -52,3 +52,39 @@ def test_the_admin_lists_filters_searches_and_shows_jobs_read_only(db: str) -> N
         {"action": "delete_selected", "_selected_action": [done.metadata.id]},
     ).status_code in (200, 302)
     assert get_queue().get_job(done.metadata.id) is not None
+
+
+def test_the_admin_pauses_and_resumes_the_types_of_selected_jobs(db: str) -> None:
+    mail = enqueue("mail", {"to": "ada@example.com"}, using=db)
+    enqueue("ship", {"order": 1}, using=db)
+    queue = get_queue()
+    client = admin_client(db)
+
+    action = {"action": "pause_types", "_selected_action": [mail.metadata.id]}
+    assert client.post("/admin/jobworker/job/", action).status_code == 302
+    assert queue.paused_types() == {"mail"}
+    assert queue.poll_next_pending_job(types=["mail"]) is None
+
+    resume = {"action": "resume_types", "_selected_action": [mail.metadata.id]}
+    assert client.post("/admin/jobworker/job/", resume).status_code == 302
+    assert queue.paused_types() == frozenset()
+    claimed = queue.poll_next_pending_job(types=["mail"])
+    assert claimed is not None and claimed.metadata.id == mail.metadata.id
+
+
+def test_staff_without_the_change_permission_cannot_pause(db: str) -> None:
+    mail = enqueue("mail", {"to": "ada@example.com"}, using=db)
+    staff, _ = User.objects.get_or_create(username="viewer", defaults={"is_staff": True})
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client = Client()
+    client.force_login(staff)
+    listing = client.get("/admin/jobworker/job/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert mail.metadata.id in page and "pause_types" not in page
+    client.post(
+        "/admin/jobworker/job/", {"action": "pause_types", "_selected_action": [mail.metadata.id]}
+    )
+    assert get_queue().paused_types() == frozenset()

@@ -22,6 +22,10 @@ from jobworker.contrib.django import build_workers, get_queue, get_settings
         ({"WORKERS": "shop.Worker"}, "WORKERS must be a list"),
         ({"START_WORKERS": "yes"}, "START_WORKERS must be True or False"),
         ({"STOP_TIMEOUT": -1}, "STOP_TIMEOUT must be a number"),
+        ({"LIMITS": {"export": {"concurrency": 0}}}, "LIMITS: the limits of 'export'"),
+        ({"LIMITS": {"export": {"burst": 2}}}, "unknown options"),
+        ({"SCHEDULES": "0 3 * * *"}, "SCHEDULES must be a list"),
+        ({"SCHEDULES": [{"name": "n", "when": "0 3 *", "job_type": "t"}]}, "SCHEDULES a cron"),
     ],
 )
 def test_bad_settings_are_refused_clearly(jobworker: dict[str, object], message: str) -> None:
@@ -34,6 +38,22 @@ def test_a_worker_that_is_not_a_django_worker_is_refused(sqlite_db: str) -> None
         build_workers(["jobworker.MemoryQueue"])
     with pytest.raises(ImproperlyConfigured, match="cannot import"):
         build_workers(["tests.django.shop.workers.Nothing"])
+
+
+def test_schedules_are_read_from_the_settings() -> None:
+    nightly = {
+        "name": "nightly",
+        "when": "0 3 * * *",
+        "job_type": "report",
+        "timezone": "Europe/Paris",
+    }
+    with override_settings(JOBWORKER={"SCHEDULES": [nightly]}):
+        (schedule,) = get_settings().schedules
+    assert (schedule.name, schedule.job_type, str(schedule.when.tz)) == (
+        "nightly",
+        "report",
+        "Europe/Paris",
+    )  # type: ignore[union-attr]
 
 
 def test_build_workers_from_the_settings(sqlite_db: str) -> None:
@@ -61,6 +81,23 @@ def test_unknown_queue_options_are_refused(sqlite_db: str) -> None:
         pytest.raises(ImproperlyConfigured, match="QUEUE_OPTIONS"),
     ):
         get_queue()
+
+
+def test_limits_from_the_settings_are_set_on_the_queue(sqlite_db: str) -> None:
+    from jobworker.contrib.django import close_queues
+    from jobworker.throttling import TypeLimits
+
+    close_queues()
+    limits = {"export": {"concurrency": 2}, "api": {"rate": 50, "period": 1.0}}
+    try:
+        with override_settings(JOBWORKER={**settings.JOBWORKER, "LIMITS": limits}):
+            queue = get_queue()
+        assert queue.registry.limits == {
+            "export": TypeLimits(concurrency=2),
+            "api": TypeLimits(rate=50, period=1.0),
+        }
+    finally:
+        close_queues()
 
 
 def test_the_migrations_match_the_models(sqlite_db: str) -> None:

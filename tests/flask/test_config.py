@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from flask import Flask
 import jobworker as jw
 from jobworker.contrib.flask import ConfigurationError, FlaskJobworker
 from jobworker.contrib.flask._config import redact_url
+from jobworker.testing import FakeClock
 
 from .conftest import GREETER
 from .sample_app import GreetingWorker
@@ -114,6 +116,11 @@ def init(**config: Any) -> Flask:
             "JOBWORKER_WORKER_OPTIONS",
             "GreetingWorker cannot take these options",
         ),
+        (
+            {"JOBWORKER_QUEUE": "memory:", "JOBWORKER_LIMITS": {"api": {"rate": 0}}},
+            "JOBWORKER_LIMITS",
+            "rate must be an int >= 1",
+        ),
     ],
 )
 def test_bad_configuration_fails_at_init_app(config: dict[str, Any], key: str, match: str) -> None:
@@ -157,3 +164,50 @@ def test_a_postgres_url_without_a_password_in_messages() -> None:
     with pytest.raises(ConfigurationError) as caught:
         init(JOBWORKER_QUEUE="mysql://me:secret@db/jobs")
     assert "secret" not in str(caught.value)
+
+
+def test_limits_from_the_config_are_set_on_the_queue() -> None:
+    from jobworker.throttling import TypeLimits
+
+    app = init(JOBWORKER_QUEUE="memory:", JOBWORKER_LIMITS={"export": {"concurrency": 2}})
+    queue = app.extensions["jobworker"].get_queue()
+    assert queue.registry.limits == {"export": TypeLimits(concurrency=2)}
+    given = jw.MemoryQueue()
+    init(JOBWORKER_QUEUE=given, JOBWORKER_LIMITS={"sync": {"concurrency": 1, "key": "account"}})
+    assert given.registry.limits_of("sync") == TypeLimits(concurrency=1, key="account")
+
+
+@pytest.mark.parametrize(
+    ("schedules", "match"),
+    [
+        ("* * * * *", "must be a list"),
+        ([{"name": "a", "when": "* * *", "job_type": "t"}], "cron expression has 5 fields"),
+        ([{"name": "a", "job_type": "t"}], "cannot make a Schedule"),
+        ([{"name": "a", "when": 60, "job_type": "t"}] * 2, "names must be unique"),
+    ],
+)
+def test_bad_schedules_fail_at_init_app(schedules: object, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match) as caught:
+        init(JOBWORKER_QUEUE="memory:", JOBWORKER_SCHEDULES=schedules)
+    assert caught.value.key == "JOBWORKER_SCHEDULES"
+
+
+def test_started_workers_run_the_configured_schedules() -> None:
+    # A tenth of a second before a slot: the scheduler sleeps that long (real
+    # time), then finds the fake clock moved on to the slot.
+    start = dt.datetime(2026, 6, 1, 11, 59, 59, 900_000, tzinfo=dt.timezone.utc)
+    clock = FakeClock(start)
+    queue = jw.MemoryQueue(clock=clock, lease_duration=3600)
+    tick = {"name": "tick", "when": "* * * * *", "job_type": "tick", "grace": 10}
+    app = init(
+        JOBWORKER_QUEUE=queue, JOBWORKER_WORKERS=[GreetingWorker], JOBWORKER_SCHEDULES=[tick]
+    )
+    ext = app.extensions["jobworker"]
+    with app.app_context():
+        assert ext.start_workers()
+        try:
+            clock.advance(0.1)
+            job = queue.poll_next_pending_job(types=["tick"], timeout=10)
+            assert job is not None and job.metadata.id == "schedule:tick:2026-06-01T12:00:00+00:00"
+        finally:
+            assert ext.stop_workers(timeout=10)

@@ -198,3 +198,71 @@ def test_an_app_process_stops_its_worker_threads_when_it_exits(
         done = queue.get_job(job_id)
     assert done is not None and jw.is_complete_job(done), process.output
     assert done.result == {"stopped_gracefully": True, "app": "tests.flask.sample_app"}
+
+
+HUNG_APP = """
+import sys
+import threading
+
+import jobworker as jw
+from tests.flask.sample_app import create_app, jobs
+
+started = threading.Event()
+
+
+class HungWorker(jw.JobWorker):
+    def get_worker_name(self):
+        return "hung"
+
+    def can_process_job(self, job):
+        return job.metadata.type == "slow"
+
+    def execute_job(self, job):
+        started.set()
+        threading.Event().wait()  # forever: blocked in C, no interrupt lands
+
+
+app = create_app({
+    "JOBWORKER_QUEUE": sys.argv[1],
+    "JOBWORKER_WORKERS": [HungWorker],
+    "JOBWORKER_WORKER_OPTIONS": {"time_limit": float(sys.argv[2]), "time_limit_grace": 0.5},
+    "JOBWORKER_STOP_TIMEOUT": 1.0,
+    "JOBWORKER_START_WORKERS": True,
+})
+app.test_client().get("/jobs/none")  # the first request starts the workers
+job = jobs.enqueue("slow", {}, app=app)
+assert started.wait(30)
+print("running", job.metadata.id, flush=True)
+# The main thread ends here, with the worker thread stuck in its job for good.
+"""
+
+# Python 3.13 joins non-daemon threads at exit in C, with no way to leave one out.
+_NO_DETACH = pytest.mark.xfail(
+    sys.version_info >= (3, 13), reason="Python 3.13 waits for every non-daemon thread", strict=True
+)
+
+
+@_NO_DETACH
+@pytest.mark.parametrize("limit", [0.3, 60.0], ids=["limit-reached", "limit-far"])
+def test_a_hung_job_does_not_keep_the_app_process_from_exiting(
+    processes: list[Process], sqlite_url: str, limit: float
+) -> None:
+    # Stop timeout 1 s, grace 0.5 s, a limit of 0.3 s or 60 s. With the limit
+    # reached first the thread is abandoned; with it far off, stop() gives up
+    # on the thread at its timeout. Either way the interpreter exits soon after.
+    process = Process([sys.executable, "-c", HUNG_APP, sqlite_url, str(limit)], flask_env())
+    processes.append(process)
+    job_id = process.expect(r"running (\w+)").group(1)
+    began = time.monotonic()
+    assert process.wait(timeout=20) == 0, process.output
+    took = time.monotonic() - began
+    assert took <= 1.0 + 0.5 + 1.0, (took, process.output)  # stop timeout + grace + slack
+    with jw.SQLiteQueue(sqlite_url.removeprefix("sqlite:///")) as queue:
+        job = queue.get_job(job_id)
+    assert job is not None
+    if limit < 1:
+        assert isinstance(job, jw.FailedJob) or job.status == "pending", job
+        assert job.attempts[-1].error is not None
+        assert job.attempts[-1].error.type_name == "JobTimeoutError"
+    else:
+        assert job.status == "running"  # left to its lease, which no one renews now

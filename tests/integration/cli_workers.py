@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import jobworker as jw
+from jobworker.schedules import Every, Schedule
 
 
 class SleepWorker(jw.JobWorker):
@@ -70,3 +71,8 @@ class AbstractWorker(jw.JobWorker):
 
 class NotAWorker:
     """Not a JobWorker at all."""
+
+
+#: Schedules for ``jobworker worker --schedules`` and ``jobworker schedules``:
+#: a ``sleep`` job every second.
+SCHEDULES = [Schedule("every-second", Every(1), "sleep", {"ms": 0, "retry_ms": 0}, grace=5.0)]

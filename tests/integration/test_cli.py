@@ -18,6 +18,7 @@ import pytest
 import jobworker as jw
 from jobworker import model
 from jobworker.cli import ExitCode
+from jobworker.queues._sqlite_schema import SCHEMA_VERSION
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,8 @@ def url(tmp_path: pathlib.Path) -> str:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     proc = jobworker("migrate", url)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == f"jobworker migrate: {url}: created the tables at schema version 3\n"
+    created = f"created the tables at schema version {SCHEMA_VERSION}"
+    assert proc.stdout == f"jobworker migrate: {url}: {created}\n"
     return url
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 import jobworker as jw
+from jobworker.queues._postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from jobworker.queues._sqlite_schema import SCHEMA_VERSION
 from tests.conftest import drop_schema, new_schema, require_postgres
 
 from .test_cli import assert_one_line_error, jobworker
@@ -158,11 +160,11 @@ def test_the_postgresql_options_may_come_before_the_command() -> None:
 def test_migrate_says_created_then_already_current(tmp_path: pathlib.Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     first = jobworker("migrate", url)
-    assert first.stdout == f"jobworker migrate: {url}: created the tables at schema version 3\n"
+    created = f"created the tables at schema version {SCHEMA_VERSION}"
+    assert first.stdout == f"jobworker migrate: {url}: {created}\n"
     again = jobworker("migrate", url)
-    assert again.stdout == (
-        f"jobworker migrate: {url}: the tables were already at the current schema version 3\n"
-    )
+    current = f"the tables were already at the current schema version {SCHEMA_VERSION}"
+    assert again.stdout == f"jobworker migrate: {url}: {current}\n"
 
 
 def test_migrate_on_postgresql_names_schema_and_prefix() -> None:
@@ -171,10 +173,11 @@ def test_migrate_on_postgresql_names_schema_and_prefix() -> None:
     try:
         first = jobworker("migrate", dsn, "--schema", schema)
         assert first.stdout.endswith(
-            f"(schema {schema}, prefix jobworker_): created the tables at schema version 3\n"
+            f"(schema {schema}, prefix jobworker_): "
+            f"created the tables at schema version {PG_SCHEMA_VERSION}\n"
         ), first.stdout + first.stderr
         again = jobworker("migrate", dsn, "--schema", schema)
-        assert "already at the current schema version 3" in again.stdout
+        assert f"already at the current schema version {PG_SCHEMA_VERSION}" in again.stdout
     finally:
         drop_schema(schema)
 

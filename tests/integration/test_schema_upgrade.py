@@ -88,7 +88,7 @@ def test_sqlite_upgrades_a_version_1_file_when_opened(tmp_path: pathlib.Path) ->
         columns = [row[1] for row in conn.execute("PRAGMA table_info(jobworker_jobs)")]
     finally:
         conn.close()
-    assert version == [(str(_sqlite_schema.SCHEMA_VERSION),)] == [("3",)]
+    assert version == [(str(_sqlite_schema.SCHEMA_VERSION),)] == [("6",)]
     assert "attempts" in columns
 
 
@@ -114,7 +114,8 @@ def test_postgres_upgrades_a_version_1_schema_with_migrate(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "upgraded the tables from schema version 1 to 3" in proc.stdout
+    upgraded = f"upgraded the tables from schema version 1 to {_postgres_schema.SCHEMA_VERSION}"
+    assert upgraded in proc.stdout
     with jw.PostgresQueue(dsn, schema=schema, notify=False) as queue:
-        assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 3
+        assert queue.migrate() == _postgres_schema.SCHEMA_VERSION == 6
         check_upgraded(queue)

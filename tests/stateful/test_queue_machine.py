@@ -15,6 +15,7 @@ import atexit
 import datetime as dt
 import os
 import tempfile
+import time
 from typing import Any, ClassVar
 
 import attrs
@@ -45,8 +46,15 @@ RECOVERY = jw.RetryPolicy.immediate()
 TYPES = ("a", "b")
 
 
+#: The time limit of a ``hang`` job: its attempt times out in the worker.
+HANG_LIMIT = 0.05
+
+
 class ScriptedWorker(jw.JobWorker):
-    """Does what the job's params say: ``ok``, ``raise`` or ``permanent``."""
+    """Does what the job's params say: ``ok``, ``raise``, ``permanent`` or ``hang``.
+
+    A ``hang`` job computes until its time limit interrupts it.
+    """
 
     def get_worker_name(self) -> str:
         return "scripted"
@@ -60,6 +68,12 @@ class ScriptedWorker(jw.JobWorker):
             raise ValueError("scripted failure")
         if behaviour == "permanent":
             raise jw.PermanentJobError("scripted permanent failure")
+        if behaviour == "hang":
+            deadline = time.monotonic() + 60.0
+            spins = 0
+            while time.monotonic() < deadline:
+                spins += 1
+            raise AssertionError(f"the time limit never interrupted the job ({spins} spins)")
         return {"done": job.metadata.id}
 
 
@@ -84,6 +98,21 @@ class ModelJob:
     lease_until: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     attempts: int = 0
+    unique_key: str | None = None
+    unique_states: frozenset[str] = jw.unique.DEFAULT_UNIQUE_STATES
+
+    def holds_key(self) -> bool:
+        return self.unique_key is not None and self.status in self.unique_states
+
+
+#: Unique keys and scopes the machine gives jobs: few keys, so that they collide.
+UNIQUE = st.one_of(
+    st.none(),
+    st.tuples(
+        st.sampled_from(["k1", "k2"]),
+        st.sampled_from([(), ("complete",), ("failed",), ("cancelled", "complete", "failed")]),
+    ),
+)
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -166,33 +195,48 @@ class QueueMachine(RuleBasedStateMachine):
                 st.sampled_from(TYPES),
                 st.integers(-1, 1),
                 st.integers(0, 3),
-                st.sampled_from(["ok", "ok", "raise", "permanent"]),
+                st.sampled_from(["ok", "ok", "raise", "permanent", "hang"]),
                 st.sampled_from([0, 0, 5, 60]),
+                UNIQUE,
             ),
             min_size=1,
             max_size=5,
         )
     )
-    def create(self, specs: list[tuple[str, int, int, str, int]]) -> None:
+    def create(self, specs: list[tuple[str, int, int, str, int, Any]]) -> None:
         self.recover_expired()
-        for job_type, priority, max_retries, behaviour, delay in specs:
+        for job_type, priority, max_retries, behaviour, delay, unique in specs:
             self.created += 1
             # Ids sort unlike creation order, so ordering by id would be caught.
             job_id = f"job-{(self.created * 7919) % 10007:05d}"
             # Strictly increasing created times make the expected order unique.
             created = EPOCH + dt.timedelta(microseconds=self.created)
             run_after = self.now() + dt.timedelta(seconds=delay) if delay else None
-            stored = self.queue.create_job(
-                jw.new_job(
-                    job_type,
-                    {"behaviour": behaviour},
-                    id=job_id,
-                    max_retries=max_retries,
-                    priority=priority,
-                    run_after=run_after,
-                    created=created,
-                )
+            scope = None
+            if unique is not None:
+                scope = jw.Unique(key=unique[0], states={"pending", "running", *unique[1]})
+            new = jw.new_job(
+                job_type,
+                {"behaviour": behaviour},
+                id=job_id,
+                max_retries=max_retries,
+                priority=priority,
+                run_after=run_after,
+                created=created,
+                unique=scope,
+                time_limit=HANG_LIMIT if behaviour == "hang" else None,
             )
+            holder = self.key_holder(new.metadata.unique_key)
+            if holder is not None:
+                # The key is taken: refused, and nothing stored or changed.
+                with pytest.raises(jw.UniqueKeyTakenError) as caught:
+                    self.queue.create_job(new)
+                assert caught.value.holder_id == holder.id
+                assert self.queue.get_job(job_id) is None
+                got, made = self.queue.create_or_get_job(new)
+                assert not made and got.metadata.id == holder.id
+                continue
+            stored = self.queue.create_job(new)
             assert stored.status == "pending"
             self.jobs[job_id] = ModelJob(
                 id=job_id,
@@ -202,7 +246,15 @@ class QueueMachine(RuleBasedStateMachine):
                 max_retries=max_retries,
                 behaviour=behaviour,
                 run_after=run_after,
+                unique_key=new.metadata.unique_key,
+                unique_states=new.metadata.unique_states,
             )
+
+    def key_holder(self, key: str | None) -> ModelJob | None:
+        """Return the job the model says holds *key*."""
+        holders = [job for job in self.jobs.values() if job.unique_key == key and job.holds_key()]
+        assert len(holders) <= 1
+        return holders[0] if key is not None and holders else None
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data())
@@ -253,6 +305,14 @@ class QueueMachine(RuleBasedStateMachine):
             permanent = expected.behaviour == "permanent"
             self.attempt_failed(expected, POLICY.delay(expected.retry_count), permanent=permanent)
             assert outcome.status == ("retry" if expected.status == "pending" else "failed")
+            # The timeout transition: the watchdog recorded the attempt failed
+            # under its claim, at the limit, with a JobTimeoutError.
+            timed_out = isinstance(outcome.error, jw.JobTimeoutError)
+            assert timed_out == (expected.behaviour == "hang")
+            if timed_out:
+                (last, *_) = reversed(outcome.job.attempts)
+                assert last.error is not None and last.error.type_name == "JobTimeoutError"
+                assert "time limit of 0.05s" in last.error.message
 
     def _write(self, job: Any, new: jw.AnyJob) -> jw.AnyJob | None:
         """update_job(new, "running") under *job*'s claim; None when the model says it fails."""
@@ -340,11 +400,19 @@ class QueueMachine(RuleBasedStateMachine):
         self.recover_expired()  # a failed job stays failed: recovery touches running ones
         stored = self.queue.get_job(job_id)
         assert jw.is_failed_job(stored)
+        mine = self.jobs[job_id]
+        holder = None if mine.holds_key() else self.key_holder(mine.unique_key)
+        if holder is not None:
+            # Back to pending would make a second holder of its key: refused.
+            with pytest.raises(jw.UniqueKeyTakenError) as caught:
+                self.queue.update_job(model.requeue(stored), "failed")
+            assert caught.value.holder_id == holder.id
+            assert self.queue.get_job(job_id) == stored
+            return
         new = self.queue.update_job(model.requeue(stored), "failed")
         assert jw.is_pending_job(new)
         assert new.metadata.retry_count == 0 and new.metadata.run_after is None
         assert new.params == stored.params
-        mine = self.jobs[job_id]
         mine.status, mine.retry_count, mine.run_after = "pending", 0, None
         mine.ended_at, mine.token, mine.attempts = None, None, 0
         # It left the terminal states: its next ending is a new one.
@@ -527,6 +595,20 @@ class QueueMachine(RuleBasedStateMachine):
                 assert job.completed_at == mine.ended_at
                 # A terminal job never changes again.
                 assert self.terminal.setdefault(mine.id, job) == job
+        # A key is never held by two jobs in its scoped states.
+        holders: dict[str, str] = {}
+        for job in self.queue.list_jobs(limit=10_000):
+            if jw.holds_unique_key(job):
+                key = job.metadata.unique_key
+                assert key is not None
+                assert key not in holders, f"{key} is held by {holders.get(key)} and {job}"
+                holders[key] = job.metadata.id
+        expected = {
+            mine.unique_key: mine.id
+            for mine in self.jobs.values()
+            if mine.unique_key is not None and mine.holds_key()
+        }
+        assert holders == expected
         # Each job in exactly one state, and no job appears or vanishes.
         assert self.queue.get_stats() == counts
         assert len(self.queue.list_jobs(limit=10_000)) == len(self.jobs)

@@ -60,3 +60,16 @@ def queue_calls() -> None:
     metrics: jw.WorkerMetrics = worker.get_metrics()
     rate: float = metrics.error_rate
     del claimed, stats, cancelled, removed, jobs, thread, stopped, rate
+
+
+def time_limit_calls(queue: jw.JobQueue) -> None:
+    job = jw.new_job("report", {"n": 1}, time_limit=30.0)
+    limit: float | None = job.metadata.time_limit
+    jw.JobTypeRegistry().register("report", time_limit=300.0, soft_time_limit=240.0)
+    worker = GenerationWorker(queue, time_limit=60.0, soft_time_limit=50.0, time_limit_grace=2.0)
+    resolved: float | None = worker.get_time_limit(job)
+    soft: float | None = worker.get_soft_time_limit(job)
+    abandoned: int = worker.get_metrics().abandoned
+    stopped: bool = worker.wait_stopped(0.0)
+    error: TimeoutError = jw.JobTimeoutError("late", limit=1.0)
+    del limit, resolved, soft, abandoned, stopped, error

@@ -60,4 +60,4 @@ def create_tables(connection: Any) -> None:
 def drop_tables(connection: Any) -> None:
     """Drop the queue's tables in the transaction of Django's *connection*."""
     raw = raw_connection(connection)
-    raw.execute(f"DROP TABLE IF EXISTS {NAMES.jobs}, {NAMES.meta}")
+    raw.execute(f"DROP TABLE IF EXISTS {NAMES.jobs}, {NAMES.meta}, {NAMES.controls}")

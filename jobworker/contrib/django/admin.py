@@ -1,7 +1,9 @@
 """A read-only admin of the queue's jobs: a list with filters and search, and a detail page.
 
 Nothing can be added, changed or deleted here: jobs change only through the
-queue, whose transitions keep them consistent.
+queue, whose transitions keep them consistent. Two actions pause and resume
+the job types of the selected jobs, for users with the ``change_job``
+permission (superusers), through the queue.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .conf import get_settings
 from .models import Job
+from .queues import get_queue
 
 __all__ = ["JobAdmin"]
 
@@ -47,6 +50,33 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "history_text",
     )
     readonly_fields = fields
+    actions = ("pause_types", "resume_types")
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        """Pausing and resuming job types needs the ``change_job`` permission."""
+        return bool(request.user.has_perm("jobworker.change_job"))  # type: ignore[union-attr]
+
+    def _change_types(self, request: HttpRequest, jobs: QuerySet[Job], *, pause: bool) -> None:
+        queue = get_queue()
+        types = sorted(set(jobs.values_list("type", flat=True)))
+        changed = [t for t in types if (queue.pause_type(t) if pause else queue.resume_type(t))]
+        verb = "paused" if pause else "resumed"
+        if changed:
+            self.message_user(request, f"{verb}: {', '.join(changed)}", messages.SUCCESS)
+        unchanged = [t for t in types if t not in changed]
+        if unchanged:
+            state = "already paused" if pause else "not paused"
+            self.message_user(request, f"{state}: {', '.join(unchanged)}", messages.INFO)
+
+    @admin.action(description="Pause the job types of the selected jobs", permissions=["pause"])
+    def pause_types(self, request: HttpRequest, jobs: QuerySet[Job]) -> None:
+        """Pause the selected jobs' types: nothing new of them starts until resumed."""
+        self._change_types(request, jobs, pause=True)
+
+    @admin.action(description="Resume the job types of the selected jobs", permissions=["pause"])
+    def resume_types(self, request: HttpRequest, jobs: QuerySet[Job]) -> None:
+        """Resume the selected jobs' types."""
+        self._change_types(request, jobs, pause=False)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         """Read the jobs from the queue's database (``JOBWORKER["DATABASE"]``)."""

@@ -10,6 +10,8 @@ Every key is optional::
         "QUEUE_OPTIONS": {},     # keyword arguments of SQLiteQueue / PostgresQueue
         "WORKER_OPTIONS": {},    # keyword arguments of every worker
         "STOP_TIMEOUT": 60.0,    # seconds the workers get to finish on stop
+        "LIMITS": {},            # job type -> {"concurrency", "key", "rate", "period"}
+        "SCHEDULES": [],         # jobworker.schedules.Schedule objects, or dicts of their arguments
     }
 
 It is read at call time, never cached, so ``override_settings`` and Django's
@@ -26,6 +28,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 
+from ...schedules import Schedule, schedules_from_config
+from ...throttling import TypeLimits, limits_from_mapping
+
 __all__ = ["JobworkerSettings", "get_settings"]
 
 _KEYS: Final = frozenset(
@@ -37,6 +42,8 @@ _KEYS: Final = frozenset(
         "QUEUE_OPTIONS",
         "WORKER_OPTIONS",
         "STOP_TIMEOUT",
+        "LIMITS",
+        "SCHEDULES",
     }
 )
 
@@ -52,6 +59,8 @@ class JobworkerSettings:
     queue_options: Mapping[str, Any] = attrs.field(factory=dict)
     worker_options: Mapping[str, Any] = attrs.field(factory=dict)
     stop_timeout: float | None = 60.0
+    limits: Mapping[str, TypeLimits] = attrs.field(factory=dict)
+    schedules: tuple[Schedule, ...] = ()
 
 
 def _fail(message: str) -> ImproperlyConfigured:
@@ -89,6 +98,14 @@ def get_settings() -> JobworkerSettings:
         not isinstance(stop_timeout, (int, float)) or not stop_timeout >= 0
     ):
         raise _fail(f"STOP_TIMEOUT must be a number >= 0 or None, got {stop_timeout!r}")
+    try:
+        limits = limits_from_mapping(raw.get("LIMITS", {}))
+    except ValueError as exc:
+        raise _fail(f"LIMITS: {exc}") from None
+    try:
+        schedules = schedules_from_config(raw.get("SCHEDULES", ()))
+    except ValueError as exc:
+        raise _fail(f"SCHEDULES {exc}") from None
     return JobworkerSettings(
         database=database,
         workers=tuple(workers),
@@ -97,4 +114,6 @@ def get_settings() -> JobworkerSettings:
         queue_options=dict(raw.get("QUEUE_OPTIONS", {})),
         worker_options=dict(raw.get("WORKER_OPTIONS", {})),
         stop_timeout=None if stop_timeout is None else float(stop_timeout),
+        limits=limits,
+        schedules=schedules,
     )

@@ -55,6 +55,9 @@ class Job(models.Model):
     completed_us: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
     claim_worker: models.TextField[str | None, str | None] = models.TextField(null=True)
     attempts: models.TextField[str | None, str | None] = models.TextField(null=True)
+    time_limit: models.FloatField[float | None, float | None] = models.FloatField(null=True)
+    unique_key: models.TextField[str | None, str | None] = models.TextField(null=True)
+    unique_states: models.TextField[str | None, str | None] = models.TextField(null=True)
     lease_until_us: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
         null=True
     )

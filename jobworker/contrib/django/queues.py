@@ -92,8 +92,8 @@ def get_queue(using: str | None = None) -> JobQueue:
     The queue is opened on first use from Django's connection settings as
     they are then (so Django's test databases are used in tests) and shared
     by every later call for the same database. ``QUEUE_OPTIONS`` are passed
-    to :class:`~jobworker.SQLiteQueue` or :class:`~jobworker.PostgresQueue`.
-    Thread-safe.
+    to :class:`~jobworker.SQLiteQueue` or :class:`~jobworker.PostgresQueue`;
+    ``LIMITS`` are set on its registry. Thread-safe.
 
     :raises ImproperlyConfigured: the database is in-memory SQLite or neither
         SQLite nor PostgreSQL, or ``QUEUE_OPTIONS`` holds an unknown option.
@@ -117,6 +117,8 @@ def get_queue(using: str | None = None) -> JobQueue:
                 queue = _postgres.open_queue(connections[alias], conf.queue_options)
         except TypeError as exc:
             raise ImproperlyConfigured(f"JOBWORKER['QUEUE_OPTIONS']: {exc}") from exc
+        for job_type, limits in conf.limits.items():
+            queue.registry.set_limits(job_type, limits)
         _queues[key] = queue
         return queue
 
@@ -258,6 +260,7 @@ def drop_tables(connection: Any) -> None:
     if connection.vendor == _SQLITE:
         connection.connection.execute("DROP TABLE IF EXISTS jobworker_jobs")
         connection.connection.execute("DROP TABLE IF EXISTS jobworker_meta")
+        connection.connection.execute("DROP TABLE IF EXISTS jobworker_controls")
     elif connection.vendor == _POSTGRES:
         from . import _postgres  # noqa: PLC0415
 

@@ -21,6 +21,7 @@ from django.db import close_old_connections, connections
 from django.utils.module_loading import import_string
 
 from ...queues.base import JobQueue
+from ...schedules import Scheduler
 from ...worker import JobOutcome, JobWorker
 from .conf import get_settings
 from .queues import get_queue
@@ -100,6 +101,7 @@ def build_workers(
 
 _lock = threading.Lock()
 _running: list[JobWorker] = []  # guarded by _lock
+_scheduler: Scheduler | None = None  # guarded by _lock
 _exit_hook_registered = False  # guarded by _lock
 
 
@@ -111,11 +113,17 @@ def start_workers() -> list[JobWorker]:
     interpreter exit (including runserver's reload), the workers are stopped
     before Python waits for their threads. Thread-safe.
     """
-    global _exit_hook_registered
+    global _exit_hook_registered, _scheduler
     with _lock:
         if _running:
             return list(_running)
         workers = build_workers()
+        schedules = get_settings().schedules
+        if workers and schedules:
+            # JOBWORKER["SCHEDULES"] run beside the workers; one job a slot however
+            # many processes run them (see jobworker.schedules).
+            _scheduler = Scheduler(get_queue(), schedules)
+            _scheduler.start_in_thread()
         for worker in workers:
             worker.start_in_thread()
         _running.extend(workers)
@@ -137,9 +145,13 @@ def stop_workers(timeout: float | None = None) -> bool:
     thread, so it works at interpreter exit. Returns ``True`` if none were
     running. Thread-safe.
     """
+    global _scheduler
     with _lock:
         workers = list(_running)
         _running.clear()
+        scheduler, _scheduler = _scheduler, None
+    if scheduler is not None:
+        scheduler.stop(timeout)
     if not workers:
         return True
     if timeout is None:

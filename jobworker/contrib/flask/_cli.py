@@ -154,6 +154,8 @@ def worker_command(
         # Signals can be handled in the main thread only; elsewhere the caller stops it.
         handle_signals=threading.current_thread() is threading.main_thread(),
         stop_timeout=state.settings.stop_timeout if stop_timeout is None else stop_timeout,
+        # JOBWORKER_SCHEDULES: every worker process runs them, one job a slot.
+        scheduler=state.create_scheduler(state.get_queue()),
     )
     log.info(
         "flask jobworker worker: %d worker thread(s) of app %s running on %s, pid %d",

@@ -20,6 +20,8 @@ from ...queues.base import JobQueue
 from ...queues.memory import MemoryQueue
 from ...queues.sqlite import SQLiteQueue
 from ...redact import mask_secrets
+from ...schedules import Schedule, schedules_from_config
+from ...throttling import TypeLimits, limits_from_mapping
 from ...worker import JobWorker
 
 __all__ = ["DEFAULTS", "ConfigurationError", "Settings", "read_settings", "redact_url"]
@@ -32,6 +34,8 @@ DEFAULTS: Mapping[str, Any] = {
     "JOBWORKER_WORKER_OPTIONS": {},
     "JOBWORKER_START_WORKERS": False,
     "JOBWORKER_STOP_TIMEOUT": 60.0,
+    "JOBWORKER_LIMITS": {},
+    "JOBWORKER_SCHEDULES": (),
 }
 
 _URL_PREFIXES = ("memory:", "sqlite:///", "postgresql://", "postgres://")
@@ -60,6 +64,10 @@ class Settings:
     worker_options: Mapping[str, Any]
     start_workers: bool
     stop_timeout: float | None
+    #: Job type -> its concurrency and rate limits, set on the queue's registry.
+    limits: Mapping[str, TypeLimits] = attrs.field(factory=dict)
+    #: Run beside the workers, by ``flask jobworker worker`` and ``start_workers``.
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def is_memory(self) -> bool:
@@ -116,7 +124,17 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
         raise ConfigurationError(
             "is True, but JOBWORKER_WORKERS names no worker", key="JOBWORKER_START_WORKERS"
         )
+    try:
+        limits = limits_from_mapping(options["JOBWORKER_LIMITS"])
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), key="JOBWORKER_LIMITS") from None
+    try:
+        schedules = schedules_from_config(options["JOBWORKER_SCHEDULES"])
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), key="JOBWORKER_SCHEDULES") from None
     return Settings(
+        limits=limits,
+        schedules=schedules,
         queue=queue,
         queue_options=queue_options,
         workers=workers,

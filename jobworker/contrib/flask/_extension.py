@@ -13,6 +13,7 @@ from ...errors import QueueClosedError, WorkerStateError
 from ...model import PendingJob, new_job
 from ...queues.base import JobQueue
 from ...runner import Runner
+from ...schedules import Scheduler
 from ...tasks import JobHandle, Task
 from ...tasks._types import TaskParams, TaskReturn
 from ...urls import open_queue
@@ -47,6 +48,8 @@ class AppState:
         self._lock = threading.Lock()
         given = settings.queue if isinstance(settings.queue, JobQueue) else None
         self._queue: JobQueue | None = given  # guarded by _lock
+        if given is not None:
+            self._apply_limits(given)
         self._owns_queue = given is None
         self._runner: Runner | None = None  # guarded by _lock
         self._autostarted = False  # guarded by _lock (read without it on the fast path)
@@ -77,7 +80,13 @@ class AppState:
                 self._queue = open_queue(url, **self.settings.queue_options)
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(str(exc), key="JOBWORKER_QUEUE_OPTIONS") from exc
+            self._apply_limits(self._queue)
         return self._queue
+
+    def _apply_limits(self, queue: JobQueue) -> None:
+        """Set ``JOBWORKER_LIMITS`` on *queue*'s registry."""
+        for job_type, limits in self.settings.limits.items():
+            queue.registry.set_limits(job_type, limits)
 
     def create_workers(self, *, concurrency: int | None = None) -> list[JobWorker]:
         """Return new, unstarted workers: *concurrency* of each configured class.
@@ -100,8 +109,13 @@ class AppState:
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(str(exc), key="JOBWORKER_WORKER_OPTIONS") from exc
 
+    def create_scheduler(self, queue: JobQueue) -> Scheduler | None:
+        """Return a scheduler of ``JOBWORKER_SCHEDULES`` on *queue* (``None``: there are none)."""
+        schedules = self.settings.schedules
+        return Scheduler(queue, schedules) if schedules else None
+
     def start_workers(self) -> bool:
-        """Start the configured workers in threads; ``False`` if they run already.
+        """Start the configured workers (and schedules) in threads; ``False`` if they run already.
 
         :raises WorkerStateError: no worker is configured, or the interpreter
             is exiting.
@@ -112,8 +126,13 @@ class AppState:
         with self._lock:
             if self._runner is not None:
                 return False
-            workers = self._build_workers(self._get_queue_locked(), self.settings.concurrency)
-            runner = Runner(workers, stop_timeout=self.settings.stop_timeout)
+            queue = self._get_queue_locked()
+            workers = self._build_workers(queue, self.settings.concurrency)
+            runner = Runner(
+                workers,
+                stop_timeout=self.settings.stop_timeout,
+                scheduler=self.create_scheduler(queue),
+            )
             _exit.register(self)
             try:
                 runner.start()

@@ -9,8 +9,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from jobworker.contrib.django.conf import get_settings
+from jobworker.contrib.django.queues import get_queue
 from jobworker.contrib.django.workers import build_workers
 from jobworker.runner import Runner
+from jobworker.schedules import Scheduler
 
 log = logging.getLogger("jobworker.contrib.django")
 
@@ -87,6 +89,9 @@ class Command(BaseCommand):
             workers,
             handle_signals=True,
             stop_timeout=conf.stop_timeout if stop_timeout is None else stop_timeout,
+            # JOBWORKER["SCHEDULES"]: every runworker process runs them; the
+            # store makes one job per slot (see jobworker.schedules).
+            scheduler=Scheduler(get_queue(), conf.schedules) if conf.schedules else None,
         )
         names = ", ".join(sorted({w.get_worker_name() for w in workers}))
         self.stdout.write(f"jobworker: running {len(workers)} worker thread(s): {names}")
