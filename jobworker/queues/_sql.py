@@ -93,8 +93,8 @@ from ._rows import (
     sanitize_row,
     to_us,
 )
-from ._wakeups import IdleWaiters, Waiter
 from ._sql_limits import PAUSED, READY, LimitsMixin
+from ._wakeups import IdleWaiters, Waiter
 from .base import JobPage, JobPredicate, JobQueue
 
 __all__ = ["SQLQueue", "Tx"]
