@@ -80,9 +80,24 @@ def new_schema() -> str:
 
 
 def drop_schema(schema: str) -> None:
+    """Drop *schema* and everything in it.
+
+    A DROP takes a lock per object until it commits, and a run's schema holds
+    thousands of tables (a prefix per contract queue): dropped at once, they
+    overflow the server's lock table ("out of shared memory") and the schema
+    stays behind. So the tables go a hundred per transaction first.
+    """
     import psycopg
 
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s LIMIT 100", (schema,)
+            ).fetchall()
+            if not rows:
+                break
+            tables = ", ".join(f'"{schema}"."{name}"' for (name,) in rows)
+            conn.execute(f"DROP TABLE IF EXISTS {tables} CASCADE")
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
