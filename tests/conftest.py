@@ -6,6 +6,7 @@ more examples, no deadline, so a slow machine does not flake).
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import sys
@@ -99,6 +100,22 @@ def drop_schema(schema: str) -> None:
             tables = ", ".join(f'"{schema}"."{name}"' for (name,) in rows)
             conn.execute(f"DROP TABLE IF EXISTS {tables} CASCADE")
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+_run_schemas: dict[str, str] = {}
+
+
+def run_schema(purpose: str) -> str:
+    """Return this process's schema for *purpose*: made at the first call, dropped at exit.
+
+    For tests that reuse tables across many examples (the state machines),
+    where a schema per example would make them several times slower.
+    """
+    schema = _run_schemas.get(purpose)
+    if schema is None:
+        schema = _run_schemas[purpose] = new_schema()
+        atexit.register(drop_schema, schema)
+    return schema
 
 
 @pytest.fixture

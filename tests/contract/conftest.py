@@ -41,7 +41,6 @@ with a :class:`~jobworker.testing.FakeClock` and never sleep.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import itertools
@@ -84,18 +83,12 @@ def postgres_queue(directory: Path, options: dict[str, Any]) -> jw.JobQueue:
     fails the test, elsewhere it skips.
     """
     from jobworker.queues.postgres import PostgresQueue  # optional dependency
-    from tests.conftest import drop_schema, new_schema, require_postgres
+    from tests.conftest import require_postgres, run_schema
 
-    global _postgres_schema
-    dsn = require_postgres()
-    if _postgres_schema is None:
-        _postgres_schema = new_schema()
-        atexit.register(drop_schema, _postgres_schema)
+    dsn, schema = require_postgres(), run_schema("contract")
     prefix = f"t{next(_files)}_"
-    return PostgresQueue(dsn, schema=_postgres_schema, prefix=prefix, migrate=True, **options)
+    return PostgresQueue(dsn, schema=schema, prefix=prefix, migrate=True, **options)
 
-
-_postgres_schema: str | None = None
 
 #: Every backend the contract runs against, by test id.
 BACKENDS: dict[str, Factory] = {

@@ -31,20 +31,20 @@ T_START = "2026-06-01T11:59:30+00:00"
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(
     request: pytest.FixtureRequest, tmp_path: pathlib.Path
-) -> Iterator[tuple[list[str], jw.JobQueue, str]]:
-    """``(queue args for a child, a queue in this process, the start-line file)``."""
+) -> Iterator[tuple[list[str], jw.JobQueue]]:
+    """``(queue args for a child, a queue in this process)``."""
     if request.param == "sqlite":
         path = str(tmp_path / "jobs.sqlite3")
         queue: jw.JobQueue = jw.SQLiteQueue(path)
-        args, go = ["sqlite", path], path + ".go"
+        args = ["sqlite", path]
     else:
         from jobworker.queues.postgres import PostgresQueue
 
         dsn, schema = request.getfixturevalue("postgres_schema")
         queue = PostgresQueue(dsn, schema=schema, migrate=True, notify=False)
-        args, go = ["postgres", dsn, schema], str(tmp_path / schema) + ".go"
+        args = ["postgres", dsn, schema]
     with queue:
-        yield args, queue, go
+        yield args, queue
 
 
 def spawn(args: list[str], cwd: pathlib.Path) -> subprocess.Popen[str]:
@@ -62,16 +62,17 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
 
 
 def test_processes_racing_one_unique_key_make_exactly_one_job(
-    store: tuple[list[str], jw.JobQueue, str], tmp_path: pathlib.Path
+    store: tuple[list[str], jw.JobQueue], tmp_path: pathlib.Path
 ) -> None:
-    args, queue, go = store
-    if args[0] == "postgres":
-        go = str(tmp_path / (args[2] + ".go"))
+    args, queue = store
     racers = [spawn(["race", *args, "250"], tmp_path) for _ in range(4)]
     victim = spawn(["race", *args, "100000"], tmp_path)
     for proc in [*racers, victim]:
         wait_ready(proc)
-    pathlib.Path(go).touch()
+    for proc in [*racers, victim]:  # the start line, given to each as close together as can be
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     # SIGKILL the fifth once it is well into its run.
     assert victim.stdout is not None
     for _ in range(50):
@@ -98,9 +99,9 @@ def test_processes_racing_one_unique_key_make_exactly_one_job(
 
 
 def test_four_scheduler_processes_make_one_job_per_slot(
-    store: tuple[list[str], jw.JobQueue, str], tmp_path: pathlib.Path
+    store: tuple[list[str], jw.JobQueue], tmp_path: pathlib.Path
 ) -> None:
-    args, queue, _ = store
+    args, queue = store
     start = dt.datetime.fromisoformat(T_START)
     end_us = to_us(start) + 180 * 1_000_000  # 3 virtual minutes: slots 12:00, 12:01, 12:02
     factor = 30.0

@@ -15,13 +15,12 @@ leases expire. After every step the store itself is read:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import json
 import os
 import tempfile
-from typing import Any, ClassVar
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -31,7 +30,7 @@ import jobworker as jw
 from jobworker import model as m
 from jobworker.testing import FakeClock
 from jobworker.throttling import key_of
-from tests.conftest import drop_schema, new_schema, require_postgres
+from tests.conftest import require_postgres, run_schema
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 LEASE = 30.0
@@ -200,20 +199,14 @@ class SQLiteLimitsMachine(LimitsMachine):
 
 
 class PostgresLimitsMachine(LimitsMachine):
-    # One schema for every example, emptied before each.
-    schema: ClassVar[str | None] = None
+    # One schema for every example, emptied before each (see run_schema).
 
     def make_queue(self, clock: FakeClock) -> jw.JobQueue:
         from jobworker.queues.postgres import PostgresQueue
 
-        dsn = require_postgres()
-        cls = type(self)
-        if cls.schema is None:
-            cls.schema = new_schema()
-            atexit.register(drop_schema, cls.schema)
         queue = PostgresQueue(
-            dsn,
-            schema=cls.schema,
+            require_postgres(),
+            schema=run_schema("limits machine"),
             migrate=True,
             notify=False,
             pool_size=2,

@@ -11,12 +11,11 @@ checked by subclassing it with its own ``make_queue`` (see ``MemoryMachine``).
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import os
 import tempfile
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import pytest
@@ -35,7 +34,7 @@ from hypothesis.stateful import (
 import jobworker as jw
 from jobworker import model
 from jobworker.testing import FakeClock
-from tests.conftest import drop_schema, new_schema, require_postgres
+from tests.conftest import require_postgres, run_schema
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 LEASE = 30.0
@@ -631,21 +630,14 @@ class SQLiteMachine(QueueMachine):
 
 
 class PostgresMachine(QueueMachine):
-    # One schema for every example, emptied before each: DDL per example
-    # would make the machine several times slower.
-    schema: ClassVar[str | None] = None
+    # One schema for every example, emptied before each (see run_schema).
 
     def make_queue(self, clock: FakeClock) -> jw.JobQueue:
         from jobworker.queues.postgres import PostgresQueue
 
-        dsn = require_postgres()
-        cls = type(self)
-        if cls.schema is None:
-            cls.schema = new_schema()
-            atexit.register(drop_schema, cls.schema)
         queue = PostgresQueue(
-            dsn,
-            schema=cls.schema,
+            require_postgres(),
+            schema=run_schema("queue machine"),
             migrate=True,
             notify=False,
             pool_size=2,
