@@ -15,8 +15,7 @@ Metrics (every name starts with ``jobworker_``):
   its ``run_after``, or its previous attempt's end) to when an attempt
   started (histogram);
 - ``workers{worker, state}``: worker threads ``busy`` (running a job) and
-  ``idle``, and threads ``abandoned`` to a job past its time limit where the
-  worker reports them;
+  ``idle``, and threads ``abandoned`` to a job past its time limit;
 - ``jobs{type, status}``: jobs in the store, from one query
   (:meth:`JobQueue.get_type_stats <jobworker.JobQueue.get_type_stats>`)
   at most every ``cache_ttl`` seconds however often it is scraped.
@@ -259,10 +258,7 @@ class PrometheusMetrics(Collector):
             states[name, state] = states.get((name, state), 0) + 1
             states.setdefault((name, "busy"), 0)
             states.setdefault((name, "idle"), 0)
-            # Reported by workers with time limits; absent from older ones.
-            abandoned = getattr(snapshot, "abandoned", None)
-            if abandoned is not None:
-                states[name, "abandoned"] = states.get((name, "abandoned"), 0) + int(abandoned)
+            states[name, "abandoned"] = states.get((name, "abandoned"), 0) + snapshot.abandoned
         for (name, state), count in sorted(states.items()):
             workers.add_metric([name, state], count)
         yield workers

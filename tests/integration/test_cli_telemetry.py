@@ -12,6 +12,7 @@ import pathlib
 import re
 import signal
 import socket
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -57,7 +58,15 @@ def test_a_scrape_of_a_running_worker_counts_the_jobs_it_ran(
         ended = [queue.wait_for_job(job.metadata.id, timeout=TIMEOUT) for job in done]
         assert [job.status for job in ended] == ["complete"] * 5 + ["failed"] * 2
         queue.create_job(jw.new_job("other", {}))  # no worker takes it
-        samples = scrape(url)
+        # An attempt is counted just after its outcome is stored: the worker's
+        # thread may not have counted the last one when wait_for_job returns.
+        # Each scrape is a round trip to the process, so this loop paces itself.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            samples = scrape(url)
+            counted = sum(v for (n, _), v in samples.items() if n == "jobworker_attempts_total")
+            if counted >= len(done) or time.monotonic() > deadline:
+                break
     attempts = {
         labels: value
         for (name, labels), value in samples.items()
@@ -80,10 +89,12 @@ def test_a_scrape_of_a_running_worker_counts_the_jobs_it_ran(
         for (name, labels), value in samples.items()
         if name == "jobworker_workers"
     }
-    # Two threads of each class, busy or idle (one may not have let go of its last job yet).
-    assert {state for _, state in threads} == {"busy", "idle"}
+    # Two threads of each class, busy or idle (one may not have let go of its
+    # last job yet); none abandoned, as no job has a time limit.
+    assert {state for _, state in threads} == {"busy", "idle", "abandoned"}
     for name in ("fail", next(w for w, _ in threads if w.startswith("sleep-"))):
         assert threads[name, "busy"] + threads[name, "idle"] == 2
+        assert threads[name, "abandoned"] == 0
     assert "process_cpu_seconds_total" in {name for name, _ in samples}
     worker.signal(signal.SIGTERM)
     assert worker.finish() == 0, worker.log()
