@@ -111,8 +111,10 @@ class Cron:
     :raises ValueError: the expression cannot be read, never matches, or the
         timezone is unknown.
 
+    >>> import datetime
+    >>> from jobworker.schedules import Cron
     >>> cron = Cron("30 2 * * *", "Europe/Paris")
-    >>> cron.next_after(_dt.datetime(2026, 3, 29, 0, 0, tzinfo=_UTC)).isoformat()
+    >>> cron.next_after(datetime.datetime(2026, 3, 29, tzinfo=datetime.timezone.utc)).isoformat()
     '2026-03-29T01:30:00+00:00'
     """
 
