@@ -246,6 +246,12 @@ class OrphanWatch:
         rows = [(i, token) for i, token, w in running_jobs(conn, self.table) if pid_of(w) == pid]
         with self.lock:
             for job_id, token in rows:
+                previous = self.orphans.get(job_id)
+                if previous is not None and previous[0] != token:
+                    # Recovered and claimed again (by the process just killed)
+                    # before the watch looked: that recovery happened by now.
+                    old_token, old_kill = previous
+                    self.recovered[job_id, old_token] = time.monotonic() - old_kill
                 self.orphans[job_id] = (token, killed_at)
         return len(rows)
 
